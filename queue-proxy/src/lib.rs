@@ -1,0 +1,1 @@
+//! Knative Serving's queue-proxy, in Rust.
