@@ -82,7 +82,7 @@ fn vectors() -> Vec<Vector> {
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd hex length");
+    assert!(s.len().is_multiple_of(2), "odd hex length");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex digit"))
@@ -119,7 +119,11 @@ fn every_golden_vector_round_trips_byte_for_byte() {
 #[test]
 fn unknown_fields_are_skipped_as_upstream_does() {
     // A newer autoscaler field (tag 15, varint) must not break decoding.
-    let mut bytes = Stat { pod_name: "p".into(), ..Default::default() }.encode_to_vec();
+    let mut bytes = Stat {
+        pod_name: "p".into(),
+        ..Default::default()
+    }
+    .encode_to_vec();
     bytes.extend_from_slice(&[0x78, 0x01]);
     assert_eq!(Stat::decode(bytes.as_slice()).unwrap().pod_name, "p");
 }

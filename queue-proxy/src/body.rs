@@ -1,0 +1,125 @@
+//! The response body every handler returns: either a small local body (probe
+//! answers, errors, stats) or the app's streaming body.
+//!
+//! The app's body carries a [`Completion`]: the request's autoscaler in-flight
+//! guard, its breaker permit and the pooled connection. Upstream releases the
+//! breaker slot and records the stats "out" event when the proxy handler returns,
+//! i.e. once the whole response was copied; here that moment is the body's end of
+//! stream. A body dropped early (client gone, error) releases them too, and only a
+//! body read to the end gives its connection back to the pool.
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use pin_project_lite::pin_project;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use crate::breaker::Permit;
+use crate::proxy::client::Checkin;
+use crate::stats::InFlight;
+
+/// Everything a response holds until it has been delivered.
+#[derive(Default)]
+pub struct Completion {
+    /// The autoscaler's in-flight count for this request.
+    pub in_flight: Option<InFlight>,
+    /// The breaker slot.
+    pub permit: Option<Permit>,
+    /// The app connection, returned to the pool only after a clean end of body.
+    pub checkin: Option<Checkin>,
+}
+
+impl Completion {
+    /// The response was delivered in full: release everything, keep the connection.
+    fn complete(&mut self) {
+        if let Some(checkin) = self.checkin.take() {
+            checkin.checkin();
+        }
+        self.in_flight = None;
+        self.permit = None;
+    }
+}
+
+pin_project! {
+    /// A response body: local bytes, or the app's stream with its [`Completion`].
+    #[project = ProxyBodyProj]
+    pub enum ProxyBody {
+        Local { data: Option<Bytes> },
+        Upstream {
+            #[pin]
+            inner: Incoming,
+            completion: Completion,
+        },
+    }
+}
+
+impl ProxyBody {
+    /// A complete body of `data` (possibly empty).
+    pub fn local(data: impl Into<Bytes>) -> Self {
+        let data: Bytes = data.into();
+        ProxyBody::Local {
+            data: (!data.is_empty()).then_some(data),
+        }
+    }
+
+    /// An empty body.
+    pub fn empty() -> Self {
+        ProxyBody::Local { data: None }
+    }
+
+    /// The app's body, holding `completion` until its end.
+    pub fn upstream(inner: Incoming, mut completion: Completion) -> Self {
+        // hyper never polls a body that is already at its end (HEAD, 204, 304,
+        // `Content-Length: 0`), so finish such responses now.
+        if inner.is_end_stream() {
+            completion.complete();
+        }
+        ProxyBody::Upstream { inner, completion }
+    }
+}
+
+impl Body for ProxyBody {
+    type Data = Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, hyper::Error>>> {
+        match self.project() {
+            ProxyBodyProj::Local { data } => Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            ProxyBodyProj::Upstream {
+                mut inner,
+                completion,
+            } => {
+                let polled = inner.as_mut().poll_frame(cx);
+                match &polled {
+                    Poll::Ready(None) => completion.complete(),
+                    // With a Content-Length, hyper stops polling once the last
+                    // byte arrived, so the end is seen here, not as a `None`.
+                    Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => completion.complete(),
+                    Poll::Ready(Some(Err(_))) => *completion = Completion::default(),
+                    _ => {}
+                }
+                polled
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match self {
+            ProxyBody::Local { data } => data.is_none(),
+            ProxyBody::Upstream { inner, .. } => inner.is_end_stream(),
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match self {
+            ProxyBody::Local { data } => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            ProxyBody::Upstream { inner, .. } => inner.size_hint(),
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Listeners and connection serving, as upstream's `sharedmain/servers.go` sets
+//! them up: every server binds `:<port>` on all interfaces, dual-stack, and reads
+//! request headers within 60 s. The main port speaks HTTP/1.1 and h2c (prior
+//! knowledge, and `Upgrade: h2c` via [`crate::h2c`]); admin and metrics speak
+//! HTTP/1.1 only.
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use socket2::{Domain, Protocol, Socket, Type};
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+use crate::body::ProxyBody;
+
+/// Go's `http.Server.ReadHeaderTimeout` as upstream sets it on every server.
+pub const READ_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
+/// x/net/http2's default concurrent streams per connection.
+pub const MAX_CONCURRENT_STREAMS: u32 = 250;
+/// Go's default request header limit (1 MiB) plus the 4 KiB of slack its HTTP/1
+/// reader allows; beyond it the client gets 431.
+pub const MAX_HEADER_BYTES: usize = (1 << 20) + 4096;
+
+/// Something that answers requests on a listener.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request from `peer`. Never fails: errors are responses.
+    fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> impl Future<Output = Response<ProxyBody>> + Send + 'static;
+}
+
+/// Which protocols a listener accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocols {
+    /// HTTP/1.1 and h2c with prior knowledge (the main and TLS ports).
+    Http1AndH2c,
+    /// HTTP/1.1 only (admin and metrics).
+    Http1Only,
+}
+
+/// Why a server could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("listen tcp :{port}: {source}")]
+    Bind {
+        port: u16,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Binds `[::]:port` accepting IPv4 too, or `0.0.0.0:port` where the host has no
+/// IPv6. Port 0 picks a free port (tests).
+pub fn bind_dual_stack(port: u16) -> Result<TcpListener, ServeError> {
+    let bind = |addr: SocketAddr| -> io::Result<TcpListener> {
+        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+        if addr.is_ipv6() {
+            socket.set_only_v6(false)?;
+        }
+        socket.set_reuse_address(true)?;
+        socket.set_nonblocking(true)?;
+        socket.bind(&addr.into())?;
+        socket.listen(1024)?;
+        TcpListener::from_std(socket.into())
+    };
+    bind(SocketAddr::from((Ipv6Addr::UNSPECIFIED, port)))
+        .or_else(|_| bind(SocketAddr::from((Ipv4Addr::UNSPECIFIED, port))))
+        .map_err(|source| ServeError::Bind { port, source })
+}
+
+/// A signal that tells servers to stop accepting and finish their connections.
+#[derive(Clone)]
+pub struct Shutdown(watch::Receiver<bool>);
+
+/// The sending side of [`Shutdown`].
+pub struct ShutdownTrigger(watch::Sender<bool>);
+
+impl Shutdown {
+    /// A new signal and its trigger.
+    pub fn new() -> (ShutdownTrigger, Shutdown) {
+        let (tx, rx) = watch::channel(false);
+        (ShutdownTrigger(tx), Shutdown(rx))
+    }
+
+    /// Completes once the trigger fired (or was dropped).
+    pub async fn fired(mut self) {
+        let _ = self.0.wait_for(|fired| *fired).await;
+    }
+}
+
+impl ShutdownTrigger {
+    /// Tells every server holding the matching [`Shutdown`] to stop.
+    pub fn fire(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// Accepts connections on `listener` and serves them with `handler` until
+/// `shutdown` fires; then stops accepting and waits for open connections to end
+/// gracefully (idle keep-alive connections close at once, in-flight requests
+/// finish).
+pub async fn serve<H: Handler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    protocols: Protocols,
+    shutdown: Shutdown,
+) {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(READ_HEADER_TIMEOUT)
+        .max_buf_size(MAX_HEADER_BYTES);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+    if protocols == Protocols::Http1Only {
+        builder = builder.http1_only();
+    }
+    let builder = Arc::new(builder);
+    let graceful = GracefulShutdown::new();
+    let stop = shutdown.fired();
+    tokio::pin!(stop);
+
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: back off, don't spin.
+                    tracing::warn!(error = %err, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        serve_connection(stream, peer, &builder, &handler, &graceful);
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+fn serve_connection<H: Handler>(
+    stream: TcpStream,
+    peer: SocketAddr,
+    builder: &Arc<auto::Builder<TokioExecutor>>,
+    handler: &Arc<H>,
+    graceful: &GracefulShutdown,
+) {
+    let _ = stream.set_nodelay(true);
+    let handler = handler.clone();
+    let service = service_fn(move |req| {
+        let handler = handler.clone();
+        async move { Ok::<_, Infallible>(handler.handle(req, peer).await) }
+    });
+    let builder = builder.clone();
+    let conn = builder
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
+        .into_owned();
+    let conn = graceful.watch(conn);
+    tokio::spawn(async move {
+        if let Err(err) = conn.await {
+            tracing::debug!(error = %err, %peer, "connection ended with an error");
+        }
+    });
+}

@@ -1,0 +1,142 @@
+//! The assembled queue-proxy: binds its listeners, wires breaker, stats, proxy
+//! and endpoints together, and serves until told to stop.
+//!
+//! Binding is a step of its own so tests (and the binary's error path) learn the
+//! bound addresses, or the bind error, before anything is served.
+
+use std::future::Future;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+
+use crate::admin::Admin;
+use crate::autoscaler_metrics::AutoscalerMetrics;
+use crate::breaker::Breaker;
+use crate::config::Config;
+use crate::handler::QueueProxy;
+use crate::proxy::Proxy;
+use crate::proxy::client::AppClient;
+use crate::server::{Protocols, ServeError, Shutdown, bind_dual_stack, serve};
+use crate::stats::{REPORTING_PERIOD, RequestStats, StatReporter, run_reporter};
+
+/// Idle app connections kept when CC = 0 (Go transport's `MaxIdleConns` upstream).
+const UNLIMITED_MAX_IDLE: usize = 1000;
+
+/// A queue-proxy whose listeners are bound.
+pub struct Sidecar {
+    config: Config,
+    main: TcpListener,
+    admin: TcpListener,
+    metrics: TcpListener,
+}
+
+impl Sidecar {
+    /// Binds the main, admin and metrics ports of `config`.
+    pub fn bind(config: Config) -> Result<Sidecar, ServeError> {
+        Ok(Sidecar {
+            main: bind_dual_stack(config.queue_serving_port)?,
+            admin: bind_dual_stack(config.admin_port)?,
+            metrics: bind_dual_stack(config.metrics_port)?,
+            config,
+        })
+    }
+
+    /// The main port's address.
+    pub fn main_addr(&self) -> SocketAddr {
+        self.main
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The admin port's address.
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The autoscaler metrics port's address.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then stops accepting and lets open
+    /// connections finish.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let Sidecar {
+            config,
+            main,
+            admin,
+            metrics,
+        } = self;
+        let started = Instant::now();
+        let stats = Arc::new(RequestStats::new(started));
+        let reporter = Arc::new(StatReporter::new(
+            config.serving_pod.clone(),
+            REPORTING_PERIOD,
+            started,
+        ));
+        let reporting = tokio::spawn(run_reporter(
+            stats.clone(),
+            reporter.clone(),
+            REPORTING_PERIOD,
+        ));
+
+        let cc = config.container_concurrency;
+        let max_idle = usize::try_from(cc)
+            .ok()
+            .filter(|cc| *cc >= 1)
+            .unwrap_or(UNLIMITED_MAX_IDLE);
+        let app = SocketAddr::from((Ipv4Addr::LOCALHOST, config.user_port));
+        let proxy = Proxy::new(AppClient::new(app, max_idle));
+        let queue = QueueProxy::new(stats, Breaker::for_container_concurrency(cc), proxy);
+
+        let (trigger, stop) = Shutdown::new();
+        let servers = [
+            tokio::spawn(serve(
+                main,
+                Arc::new(queue),
+                Protocols::Http1AndH2c,
+                stop.clone(),
+            )),
+            tokio::spawn(serve(
+                admin,
+                Arc::new(Admin),
+                Protocols::Http1Only,
+                stop.clone(),
+            )),
+            tokio::spawn(serve(
+                metrics,
+                Arc::new(AutoscalerMetrics::new(reporter)),
+                Protocols::Http1Only,
+                stop,
+            )),
+        ];
+        shutdown.await;
+        tracing::info!("shutting down");
+        trigger.fire();
+        for server in servers {
+            let _ = server.await;
+        }
+        reporting.abort();
+    }
+}
+
+/// Binds and serves `config` until `shutdown` completes: what the binary runs.
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let sidecar = Sidecar::bind(config)?;
+    tracing::info!(
+        main = %sidecar.main_addr(),
+        admin = %sidecar.admin_addr(),
+        metrics = %sidecar.metrics_addr(),
+        "queue-proxy listening"
+    );
+    sidecar.run(shutdown).await;
+    Ok(())
+}

@@ -1,0 +1,360 @@
+//! The real binary, as the kubelet runs it: environment in, exit code and stderr out.
+//!
+//! Each child gets `env_clear()` plus an explicit environment; the test process's own
+//! environment is never touched.
+
+use std::ffi::OsString;
+use std::io::Read;
+use std::net::{TcpListener, TcpStream};
+use std::os::unix::ffi::OsStringExt;
+use std::process::{Child, Command, Output, Stdio};
+use std::thread::sleep;
+use std::time::Duration;
+
+use queue_proxy::config::test_env;
+
+const BIN: &str = env!("CARGO_BIN_EXE_queue-proxy");
+
+fn queue_proxy() -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.env_clear();
+    cmd
+}
+
+fn run_with(env: impl IntoIterator<Item = (String, String)>, args: &[&str]) -> Output {
+    queue_proxy().envs(env).args(args).output().unwrap()
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A port nothing listens on right now.
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn help_lists_the_environment() {
+    let out = queue_proxy().arg("--help").output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let help = String::from_utf8(out.stdout).unwrap();
+    for var in [
+        "CONTAINER_CONCURRENCY",
+        "USER_PORT",
+        "SERVING_READINESS_PROBE",
+        "QUEUE_SERVING_TLS_PORT",
+    ] {
+        assert!(help.contains(var), "{var} missing from\n{help}");
+    }
+    let (_, extensions) = help
+        .split_once("Extensions")
+        .expect("an extensions section");
+    for var in [
+        "QUEUE_PROXY_ADMIN_PORT",
+        "QUEUE_PROXY_METRICS_PORT",
+        "QUEUE_PROXY_WORKER_THREADS",
+    ] {
+        assert!(extensions.contains(var), "{var} missing from\n{help}");
+    }
+    assert!(help.contains("CONTAINER_CONCURRENCY  (int, required)"));
+}
+
+#[test]
+fn short_help_too() {
+    let out = queue_proxy().arg("-h").output().unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("USER_PORT"));
+}
+
+#[test]
+fn version() {
+    for flag in ["--version", "-V"] {
+        let out = queue_proxy().arg(flag).output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{flag}");
+        assert_eq!(
+            String::from_utf8(out.stdout).unwrap(),
+            format!("queue-proxy {}\n", env!("CARGO_PKG_VERSION"))
+        );
+    }
+}
+
+#[test]
+fn no_environment_names_a_required_var() {
+    let out = queue_proxy().output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "queue-proxy: required key CONTAINER_CONCURRENCY missing value\n"
+    );
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn missing_container_concurrency() {
+    let mut env = test_env(8080);
+    env.remove("CONTAINER_CONCURRENCY");
+    let out = run_with(env, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "queue-proxy: required key CONTAINER_CONCURRENCY missing value\n"
+    );
+}
+
+#[test]
+fn malformed_container_concurrency() {
+    let mut env = test_env(8080);
+    env.insert("CONTAINER_CONCURRENCY".into(), "abc".into());
+    let out = run_with(env, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "queue-proxy: assigning CONTAINER_CONCURRENCY: converting \"abc\" to type int: invalid syntax\n"
+    );
+}
+
+#[test]
+fn malformed_user_port() {
+    let mut env = test_env(8080);
+    env.insert("USER_PORT".into(), "notaport".into());
+    let out = run_with(env, &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(
+        err.starts_with("queue-proxy: assigning USER_PORT: "),
+        "{err}"
+    );
+}
+
+#[test]
+fn unknown_args_do_not_hide_config_errors() {
+    let mut env = test_env(8080);
+    env.remove("SERVING_POD");
+    let out = run_with(env, &["--foo", "bar", "-x"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "queue-proxy: required key SERVING_POD missing value\n"
+    );
+}
+
+#[test]
+fn non_utf8_value_is_named() {
+    let out = queue_proxy()
+        .envs(test_env(8080))
+        .env(
+            "CONTAINER_CONCURRENCY",
+            OsString::from_vec(vec![b'1', 0xff]),
+        )
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "queue-proxy: assigning CONTAINER_CONCURRENCY: value is not valid UTF-8\n"
+    );
+}
+
+#[test]
+fn port_in_use_exits_1() {
+    // Held for the whole run, on every IPv4 address, so the proxy's bind must fail.
+    let blocker = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = blocker.local_addr().unwrap().port();
+    let mut env = test_env(free_port());
+    env.insert("QUEUE_SERVING_PORT".into(), port.to_string());
+    env.insert("QUEUE_PROXY_ADMIN_PORT".into(), free_port().to_string());
+    env.insert("QUEUE_PROXY_METRICS_PORT".into(), free_port().to_string());
+    let out = run_with(env, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let err = stderr(&out);
+    let last = err.lines().last().unwrap_or_default();
+    assert!(last.starts_with("queue-proxy: "), "{err}");
+    assert!(last.contains(&port.to_string()), "{err}");
+    drop(blocker);
+}
+
+/// Kills the child when the test ends, however it ends.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn starts_with_unknown_args_and_logs_to_stderr() {
+    let main_port = free_port();
+    let mut env = test_env(free_port());
+    env.insert("QUEUE_SERVING_PORT".into(), main_port.to_string());
+    env.insert("QUEUE_PROXY_ADMIN_PORT".into(), free_port().to_string());
+    env.insert("QUEUE_PROXY_METRICS_PORT".into(), free_port().to_string());
+    env.insert("QUEUE_PROXY_WORKER_THREADS".into(), "1".into());
+    let mut child = Running(
+        queue_proxy()
+            .envs(env)
+            .args(["--foo", "bar"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+
+    let mut accepted = false;
+    for _ in 0..200 {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            let mut err = String::new();
+            child
+                .0
+                .stderr
+                .take()
+                .unwrap()
+                .read_to_string(&mut err)
+                .unwrap();
+            panic!("exited early with {status}: {err}");
+        }
+        if TcpStream::connect(("127.0.0.1", main_port)).is_ok() {
+            accepted = true;
+            break;
+        }
+        sleep(Duration::from_millis(50));
+    }
+    assert!(accepted, "main port {main_port} never accepted");
+
+    child.0.kill().unwrap();
+    child.0.wait().unwrap();
+    let (mut out, mut err) = (String::new(), String::new());
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    child
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+
+    let logs: Vec<&str> = err.lines().collect();
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("ignoring command-line arguments") && l.contains("--foo")),
+        "{err}"
+    );
+    let sizing = logs
+        .iter()
+        .find(|l| l.contains("sizing runtime"))
+        .unwrap_or_else(|| panic!("no sizing line in\n{err}"));
+    assert!(sizing.contains("\"worker_threads\":1"), "{sizing}");
+    assert!(
+        sizing.starts_with('{') && sizing.ends_with('}'),
+        "process logs are JSON lines: {sizing}"
+    );
+    // stdout belongs to the request log.
+    assert!(!out.contains("sizing runtime"), "{out}");
+}
+
+/// Sends `signal` (e.g. "TERM") to `child` through the system `kill`, so the test needs no
+/// unsafe FFI.
+fn send_signal(child: &Child, signal: &str) {
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg(format!("kill -{signal} {}", child.id()))
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{signal} failed");
+}
+
+/// First SIGTERM starts a graceful shutdown, which waits for in-flight requests; a second
+/// one exits 1 at once (spec §7).
+#[test]
+fn second_signal_exits_1_immediately() {
+    use std::io::{BufRead, BufReader, Write};
+    use std::sync::mpsc;
+
+    // A user container that accepts and never answers, so a request stays in flight.
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app_port = app.local_addr().unwrap().port();
+    let (accepted_tx, accepted_rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in app.incoming() {
+            held.push(conn);
+            let _ = accepted_tx.send(());
+        }
+    });
+
+    let main_port = free_port();
+    let mut env = test_env(app_port);
+    env.insert("QUEUE_SERVING_PORT".into(), main_port.to_string());
+    env.insert("QUEUE_PROXY_ADMIN_PORT".into(), free_port().to_string());
+    env.insert("QUEUE_PROXY_METRICS_PORT".into(), free_port().to_string());
+    let mut child = Running(
+        queue_proxy()
+            .envs(env)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (log_tx, log_rx) = mpsc::channel::<String>();
+    let stderr = child.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = log_tx.send(line);
+        }
+    });
+    let wait_for_log = |needle: &str| loop {
+        match log_rx.recv_timeout(Duration::from_secs(10)) {
+            Ok(line) if line.contains(needle) => return,
+            Ok(_) => {}
+            Err(err) => panic!("no log line containing {needle:?}: {err}"),
+        }
+    };
+
+    wait_for_log("sizing runtime");
+    let mut client = None;
+    for _ in 0..200 {
+        if let Ok(conn) = TcpStream::connect(("127.0.0.1", main_port)) {
+            client = Some(conn);
+            break;
+        }
+        sleep(Duration::from_millis(50));
+    }
+    let mut client = client.expect("main port never accepted");
+    client
+        .write_all(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        .unwrap();
+    accepted_rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("request never reached the user container");
+
+    send_signal(&child.0, "TERM");
+    // Signals that arrive together may be delivered as one; wait until the first is seen.
+    wait_for_log("received signal");
+    sleep(Duration::from_millis(200));
+    assert!(
+        child.0.try_wait().unwrap().is_none(),
+        "exited after one SIGTERM with a request in flight"
+    );
+
+    send_signal(&child.0, "TERM");
+    for _ in 0..200 {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            assert_eq!(status.code(), Some(1), "{status}");
+            return;
+        }
+        sleep(Duration::from_millis(50));
+    }
+    panic!("still running 10s after the second SIGTERM");
+}
