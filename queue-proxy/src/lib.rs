@@ -1,6 +1,33 @@
-//! Knative Serving's queue-proxy, in Rust.
+//! Knative Serving's queue-proxy, in Rust: the sidecar that runs beside every
+//! user container, proxies `:8012` (HTTP/1.1 and h2c) to the app on
+//! `127.0.0.1:$USER_PORT`, enforces `containerConcurrency`, and publishes the
+//! per-second stats the autoscaler scrapes on `:9090`.
 //!
-//! (Crate docs are written once the modules below are in place.)
+//! # Layout
+//!
+//! One module per concern, named after what it mirrors upstream:
+//!
+//! - [`config`]: the env contract (envconfig semantics), read from a key→value
+//!   source so tests never touch the process env; [`runtime`] sizes tokio from
+//!   the cgroup CPU quota; [`logging`] sets up JSON logs on stderr.
+//! - [`sidecar`]: binds the listeners and wires everything; [`run`] is what the
+//!   binary calls. [`server`] owns listeners and connection serving.
+//! - [`handler`]: the main port's request chain, in upstream's order.
+//! - [`forwarded`], [`breaker`], [`stats`], [`proxy`]: the steps of that chain.
+//!   The breaker, the stats, the proxy client and the header rules are public
+//!   because the activator reuses them.
+//! - [`body`]: the response body that holds a request's breaker slot and stats
+//!   until the response has been delivered.
+//! - [`error`]: typed errors that know which side caused them, and the one place
+//!   that turns them into 502/503 responses shaped like Go's `http.Error`.
+//! - [`h2c`]: the HTTP/1.1 `Upgrade: h2c` path to HTTP/2 on the main port.
+//! - [`autoscaler_metrics`] (`:9090`) and [`admin`] (`:8022`): the side ports.
+//!
+//! # Tests
+//!
+//! The integration tests in `tests/` start the real server in-process on
+//! ephemeral ports ([`Sidecar::bind`] then [`Sidecar::run`]) in front of a
+//! scriptable app, and speak HTTP/1.1, h2c and raw TCP over loopback.
 
 pub mod admin;
 pub mod autoscaler_metrics;
