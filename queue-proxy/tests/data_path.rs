@@ -602,3 +602,79 @@ async fn app_connections_are_reused() {
     );
     qp.stop().await;
 }
+
+// `Expect: 100-continue`: the client gets its 100 once the proxy starts sending
+// the body on, then the app's answer.
+#[tokio::test]
+async fn expect_continue_gets_a_100_then_the_answer() {
+    let app = start_echo_app().await;
+    let qp = Qp::start(app.port(), &[]).await;
+    let mut conn = TcpStream::connect(qp.main).await.unwrap();
+    conn.write_all(
+        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut conn).await;
+    assert!(head.starts_with("HTTP/1.1 100 Continue"), "{head}");
+    conn.write_all(b"hello").await.unwrap();
+    let head = read_head(&mut conn).await;
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    qp.stop().await;
+}
+
+// A client that goes away cancels its request to the app.
+#[tokio::test]
+async fn a_departing_client_cancels_the_app_request() {
+    struct OnDrop(Arc<AtomicUsize>);
+    impl Drop for OnDrop {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    let (started, cancelled) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let app = {
+        let (started, cancelled) = (started.clone(), cancelled.clone());
+        start_app(move |_req: Request<Incoming>| {
+            let (started, cancelled) = (started.clone(), cancelled.clone());
+            async move {
+                let _guard = OnDrop(cancelled);
+                started.fetch_add(1, Ordering::SeqCst);
+                std::future::pending::<()>().await;
+                Response::new(full("never"))
+            }
+        })
+        .await
+    };
+    let qp = Qp::start(app.port(), &[]).await;
+    let mut conn = TcpStream::connect(qp.main).await.unwrap();
+    conn.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    wait_until("request in app", || started.load(Ordering::SeqCst) == 1).await;
+    drop(conn);
+    wait_until("app request cancelled", || {
+        cancelled.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    qp.stop().await;
+}
+
+// The main port is dual-stack: IPv6 loopback reaches it too (where the host has IPv6).
+#[tokio::test]
+async fn main_port_answers_on_ipv6_loopback() {
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback here; skipping");
+        return;
+    }
+    let app = start_echo_app().await;
+    let qp = Qp::start(app.port(), &[]).await;
+    let v6 = std::net::SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, qp.main.port()));
+    let got = get(v6, "/", &[]).await;
+    assert_eq!(got.status, StatusCode::OK);
+    assert_eq!(
+        echoed_header(&got, "x-forwarded-for").as_deref(),
+        Some("::1")
+    );
+    qp.stop().await;
+}
