@@ -2,11 +2,16 @@
 //! answers, errors, stats) or the app's streaming body.
 //!
 //! The app's body carries a [`Completion`]: the request's autoscaler in-flight
-//! guard, its breaker permit and the pooled connection. Upstream releases the
-//! breaker slot and records the stats "out" event when the proxy handler returns,
-//! i.e. once the whole response was copied; here that moment is the body's end of
-//! stream. A body dropped early (client gone, error) releases them too, and only a
-//! body read to the end gives its connection back to the pool.
+//! guard, its breaker permit, its shutdown tracking and the pooled connection.
+//! Upstream releases the breaker slot and records the stats "out" event when the
+//! proxy handler returns, i.e. once the whole response was copied; here that
+//! moment is the body's end of stream. A body dropped early (client gone, error)
+//! releases them too, and only a body read to the end gives its connection back
+//! to the pool.
+//!
+//! It also carries the request's [`BodyTimer`] once the head is written: when the
+//! total or idle timer fires, `request timeout` is appended, the app's body is let
+//! go (cancelling the call and freeing the slot) and the response ends.
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -14,10 +19,13 @@ use hyper::body::Incoming;
 use pin_project_lite::pin_project;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use tokio::time::Instant;
 
 use crate::breaker::Permit;
+use crate::drain::Tracked;
 use crate::proxy::client::Checkin;
 use crate::stats::InFlight;
+use crate::timeout::{BodyTimer, TIMEOUT_MESSAGE};
 
 /// Everything a response holds until it has been delivered.
 #[derive(Default)]
@@ -26,8 +34,12 @@ pub struct Completion {
     pub in_flight: Option<InFlight>,
     /// The breaker slot.
     pub permit: Option<Permit>,
+    /// Counts the request for the shutdown's wait on in-flight requests.
+    pub tracked: Option<Tracked>,
     /// The app connection, returned to the pool only after a clean end of body.
     pub checkin: Option<Checkin>,
+    /// When an upgraded connection must be closed (the revision's timers).
+    pub tunnel_deadline: Option<Instant>,
 }
 
 impl Completion {
@@ -36,8 +48,7 @@ impl Completion {
         if let Some(checkin) = self.checkin.take() {
             checkin.checkin();
         }
-        self.in_flight = None;
-        self.permit = None;
+        *self = Completion::default();
     }
 }
 
@@ -50,6 +61,8 @@ pin_project! {
             #[pin]
             inner: Incoming,
             completion: Completion,
+            timer: Option<BodyTimer>,
+            timed_out: bool,
         },
     }
 }
@@ -75,7 +88,30 @@ impl ProxyBody {
         if inner.is_end_stream() {
             completion.complete();
         }
-        ProxyBody::Upstream { inner, completion }
+        ProxyBody::Upstream {
+            inner,
+            completion,
+            timer: None,
+            timed_out: false,
+        }
+    }
+
+    /// Puts the body under `timer` (local bodies are complete already).
+    pub fn with_timer(self, timer: BodyTimer) -> Self {
+        match self {
+            ProxyBody::Upstream {
+                inner,
+                completion,
+                timed_out,
+                ..
+            } => ProxyBody::Upstream {
+                inner,
+                completion,
+                timer: Some(timer),
+                timed_out,
+            },
+            local => local,
+        }
     }
 }
 
@@ -92,15 +128,40 @@ impl Body for ProxyBody {
             ProxyBodyProj::Upstream {
                 mut inner,
                 completion,
+                timer,
+                timed_out,
             } => {
+                if *timed_out {
+                    return Poll::Ready(None);
+                }
+                // Checked first: the total timer fires even while data flows.
+                if let Some(t) = timer
+                    && t.poll_expired(cx).is_ready()
+                {
+                    *timer = None;
+                    *timed_out = true;
+                    // Let the app's response go: this cancels it and frees the slot.
+                    *completion = Completion::default();
+                    let message = Bytes::from_static(TIMEOUT_MESSAGE.as_bytes());
+                    return Poll::Ready(Some(Ok(Frame::data(message))));
+                }
                 let polled = inner.as_mut().poll_frame(cx);
                 match &polled {
                     Poll::Ready(None) => completion.complete(),
-                    // With a Content-Length, hyper stops polling once the last
-                    // byte arrived, so the end is seen here, not as a `None`.
-                    Poll::Ready(Some(Ok(_))) if inner.is_end_stream() => completion.complete(),
+                    Poll::Ready(Some(Ok(frame))) => {
+                        if let Some(t) = timer
+                            && frame.is_data()
+                        {
+                            t.wrote();
+                        }
+                        // With a Content-Length, hyper stops polling once the last
+                        // byte arrived, so the end is seen here, not as a `None`.
+                        if inner.is_end_stream() {
+                            completion.complete();
+                        }
+                    }
                     Poll::Ready(Some(Err(_))) => *completion = Completion::default(),
-                    _ => {}
+                    Poll::Pending => {}
                 }
                 polled
             }
@@ -110,7 +171,9 @@ impl Body for ProxyBody {
     fn is_end_stream(&self) -> bool {
         match self {
             ProxyBody::Local { data } => data.is_none(),
-            ProxyBody::Upstream { inner, .. } => inner.is_end_stream(),
+            ProxyBody::Upstream {
+                inner, timed_out, ..
+            } => *timed_out || inner.is_end_stream(),
         }
     }
 

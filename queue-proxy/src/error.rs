@@ -54,6 +54,9 @@ pub enum ProxyError {
     /// The app could not be reached or broke the exchange.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
+    /// A revision timer fired before the response started.
+    #[error("request timeout")]
+    Timeout,
 }
 
 impl ProxyError {
@@ -61,7 +64,7 @@ impl ProxyError {
     pub fn fault(&self) -> Fault {
         match self {
             ProxyError::Breaker(_) => Fault::Internal,
-            ProxyError::Upstream(_) => Fault::Upstream,
+            ProxyError::Upstream(_) | ProxyError::Timeout => Fault::Upstream,
         }
     }
 
@@ -70,6 +73,7 @@ impl ProxyError {
         match self {
             ProxyError::Breaker(BreakerError::QueueFull) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
+            ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -81,7 +85,20 @@ impl ProxyError {
                 tracing::debug!(error = %self, "request refused")
             }
         }
-        go_http_error(self.status(), &self.to_string())
+        match self {
+            // Go's TimeoutHandler writes the bare message: no newline, no nosniff,
+            // and the sniffed content type.
+            ProxyError::Timeout => {
+                let mut resp = Response::new(ProxyBody::local(self.to_string()));
+                *resp.status_mut() = self.status();
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; charset=utf-8"),
+                );
+                resp
+            }
+            _ => go_http_error(self.status(), &self.to_string()),
+        }
     }
 }
 

@@ -1,68 +1,79 @@
 //! The main port's request chain, in upstream's order (§3 of the spec, outermost
-//! first): Forwarded shim → ProxyHandler (kubelet-probe bypass, autoscaler stats,
-//! `K-Original-Host`, breaker) → reverse proxy.
+//! first): drainer (probe answers, quiet-period resets) → in-flight tracking →
+//! timeouts → Forwarded shim → ProxyHandler (kubelet-probe bypass, autoscaler
+//! stats, `K-Original-Host`, breaker) → reverse proxy.
 
 use http::{Request, Response};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use tokio::time::Instant;
 
 use crate::body::{Completion, ProxyBody};
 use crate::breaker::Breaker;
+use crate::drain::{Drainer, InFlightTracker, Tracked};
 use crate::error::ProxyError;
 use crate::forwarded;
 use crate::headers::{self, is_kubelet_probe, is_proxied_by_activator};
 use crate::proxy::Proxy;
 use crate::server::Handler;
 use crate::stats::RequestStats;
+use crate::timeout::RequestTimeouts;
 
 /// The queue-proxy's main handler.
 pub struct QueueProxy {
-    stats: Arc<RequestStats>,
-    breaker: Option<Arc<Breaker>>,
-    proxy: Proxy,
+    pub(crate) stats: Arc<RequestStats>,
+    pub(crate) breaker: Option<Arc<Breaker>>,
+    pub(crate) proxy: Proxy,
+    pub(crate) drainer: Arc<Drainer>,
+    pub(crate) tracker: InFlightTracker,
+    pub(crate) timeouts: RequestTimeouts,
 }
 
 impl QueueProxy {
-    /// A handler recording into `stats`, limited by `breaker` (none when CC < 1),
-    /// forwarding through `proxy`.
-    pub fn new(stats: Arc<RequestStats>, breaker: Option<Arc<Breaker>>, proxy: Proxy) -> Self {
-        QueueProxy {
-            stats,
-            breaker,
-            proxy,
-        }
+    async fn serve(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
+        // §3 step 4: everything that is not a probe restarts a running drain's
+        // quiet period.
+        self.drainer.request_arrived();
+        // Step 5: counted until the response (or upgraded connection) is over.
+        let tracked = self.tracker.track();
+        // Step 8: the timers start now, so time queued in the breaker counts.
+        let started = Instant::now();
+        let tunnel_deadline = self.timeouts.head_deadline(started);
+        let timeouts = self.timeouts;
+        timeouts
+            .run(started, self.proxy_handler(req, peer, tracked, tunnel_deadline))
+            .await
     }
 
-    async fn serve(
+    /// Steps 9–12: Forwarded shim, stats, breaker, proxy.
+    async fn proxy_handler(
         self: Arc<Self>,
         mut req: Request<Incoming>,
         peer: SocketAddr,
+        tracked: Tracked,
+        tunnel_deadline: Instant,
     ) -> Response<ProxyBody> {
         forwarded::shim(req.headers_mut());
+        let mut completion = Completion {
+            tracked: Some(tracked),
+            tunnel_deadline: Some(tunnel_deadline),
+            ..Completion::default()
+        };
 
         // Kubelet probes reach the app without touching the breaker or the stats.
         if is_kubelet_probe(req.headers()) {
-            return self
-                .proxy
-                .forward(req, peer.ip(), Completion::default())
-                .await;
+            return self.proxy.forward(req, peer.ip(), completion).await;
         }
 
-        let in_flight = self.stats.track(is_proxied_by_activator(req.headers()));
+        completion.in_flight = Some(self.stats.track(is_proxied_by_activator(req.headers())));
         headers::rewrite_host_out(req.headers_mut());
-        let permit = match &self.breaker {
-            Some(breaker) => match breaker.acquire().await {
-                Ok(permit) => Some(permit),
+        if let Some(breaker) = &self.breaker {
+            match breaker.acquire().await {
+                Ok(permit) => completion.permit = Some(permit),
                 Err(err) => return ProxyError::from(err).into_response(),
-            },
-            None => None,
-        };
-        let completion = Completion {
-            in_flight: Some(in_flight),
-            permit,
-            checkin: None,
-        };
+            }
+        }
         self.proxy.forward(req, peer.ip(), completion).await
     }
 }

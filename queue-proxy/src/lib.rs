@@ -20,7 +20,7 @@
 //!   until the response has been delivered.
 //! - [`error`]: typed errors that know which side caused them, and the one place
 //!   that turns them into 502/503 responses shaped like Go's `http.Error`.
-//! - [`h2c`]: the HTTP/1.1 `Upgrade: h2c` path to HTTP/2 on the main port.
+
 //! - [`autoscaler_metrics`] (`:9090`) and [`admin`] (`:8022`): the side ports.
 //!
 //! # Tests
@@ -34,6 +34,7 @@ pub mod autoscaler_metrics;
 pub mod body;
 pub mod breaker;
 pub mod config;
+pub mod drain;
 pub mod error;
 pub mod forwarded;
 pub mod handler;
@@ -44,5 +45,6 @@ pub mod runtime;
 pub mod server;
 pub mod sidecar;
 pub mod stats;
+pub mod timeout;
 
 pub use sidecar::{Sidecar, run};

@@ -1,5 +1,13 @@
 //! The assembled queue-proxy: binds its listeners, wires breaker, stats, proxy
-//! and endpoints together, and serves until told to stop.
+//! and endpoints together, and serves until told to stop, then shuts down in
+//! upstream's phases (§7 of the spec):
+//!
+//! 1. the first SIGTERM starts the drain: probes fail at once, requests are
+//!    still served, and each one restarts the quiet period (30 s);
+//! 2. the quiet period passes;
+//! 3. every server stops accepting, closes idle connections and waits, with no
+//!    time limit, for in-flight requests and HTTP/2 streams;
+//! 4. upgraded connections, which no server sees, are waited for at most 60 s.
 //!
 //! Binding is a step of its own so tests (and the binary's error path) learn the
 //! bound addresses, or the bind error, before anything is served.
@@ -7,18 +15,22 @@
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::admin::Admin;
 use crate::autoscaler_metrics::AutoscalerMetrics;
 use crate::breaker::Breaker;
 use crate::config::Config;
+use crate::drain::{Drainer, InFlightTracker};
 use crate::handler::QueueProxy;
 use crate::proxy::Proxy;
 use crate::proxy::client::AppClient;
 use crate::server::{Protocols, ServeError, Shutdown, bind_dual_stack, serve};
 use crate::stats::{REPORTING_PERIOD, RequestStats, StatReporter, run_reporter};
+use crate::timeout::RequestTimeouts;
 
 /// Idle app connections kept when CC = 0 (Go transport's `MaxIdleConns` upstream).
 const UNLIMITED_MAX_IDLE: usize = 1000;
@@ -44,27 +56,21 @@ impl Sidecar {
 
     /// The main port's address.
     pub fn main_addr(&self) -> SocketAddr {
-        self.main
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.main.local_addr().expect("a bound listener has an address")
     }
 
     /// The admin port's address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.admin.local_addr().expect("a bound listener has an address")
     }
 
     /// The autoscaler metrics port's address.
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics
-            .local_addr()
-            .expect("a bound listener has an address")
+        self.metrics.local_addr().expect("a bound listener has an address")
     }
 
-    /// Serves until `shutdown` completes, then stops accepting and lets open
-    /// connections finish.
+    /// Serves until `shutdown` completes, then drains and stops in upstream's
+    /// phases. Returns once everything is stopped.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let Sidecar {
             config,
@@ -91,8 +97,21 @@ impl Sidecar {
             .filter(|cc| *cc >= 1)
             .unwrap_or(UNLIMITED_MAX_IDLE);
         let app = SocketAddr::from((Ipv4Addr::LOCALHOST, config.user_port));
-        let proxy = Proxy::new(AppClient::new(app, max_idle));
-        let queue = QueueProxy::new(stats, Breaker::for_container_concurrency(cc), proxy);
+        let drainer = Arc::new(Drainer::new(config.drain_quiet_period));
+        let tracker = InFlightTracker::default();
+        let queue = QueueProxy {
+            stats,
+            breaker: Breaker::for_container_concurrency(cc),
+            proxy: Proxy::new(AppClient::new(app, max_idle)),
+            drainer: drainer.clone(),
+            tracker: tracker.clone(),
+            timeouts: RequestTimeouts::from_seconds(
+                config.revision_timeout_seconds,
+                config.revision_response_start_timeout_seconds,
+                config.revision_idle_timeout_seconds,
+            ),
+        };
+        let (terminating_tx, terminating) = watch::channel(false);
 
         let (trigger, stop) = Shutdown::new();
         let servers = [
@@ -104,7 +123,7 @@ impl Sidecar {
             )),
             tokio::spawn(serve(
                 admin,
-                Arc::new(Admin),
+                Arc::new(Admin::new(drainer.clone(), terminating)),
                 Protocols::Http1Only,
                 stop.clone(),
             )),
@@ -115,17 +134,36 @@ impl Sidecar {
                 stop,
             )),
         ];
+
         shutdown.await;
-        tracing::info!("shutting down");
+        let _ = terminating_tx.send(true);
+        tracing::info!(
+            quiet_period = ?config.drain_quiet_period,
+            "received TERM signal, draining"
+        );
+        drainer.drain().await;
+
+        tracing::info!(in_flight = tracker.count(), "drained; shutting down servers");
         trigger.fire();
         for server in servers {
             let _ = server.await;
         }
+
+        let waited = Instant::now();
+        if !tracker.wait_idle(config.upgrade_drain_timeout).await {
+            tracing::warn!(
+                still_open = tracker.count(),
+                waited = ?Duration::from(waited.elapsed()),
+                "gave up waiting for upgraded connections"
+            );
+        }
         reporting.abort();
+        tracing::info!("shutdown complete");
     }
 }
 
-/// Binds and serves `config` until `shutdown` completes: what the binary runs.
+/// Binds and serves `config` until `shutdown` completes and the drain is over:
+/// what the binary runs.
 pub async fn run(
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,

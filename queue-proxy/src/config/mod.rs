@@ -20,11 +20,12 @@
 //! generates the [`Config`] fields (and their docs), the parse order in
 //! [`Config::from_env`], and [`VARS`], which `--help` renders with [`help_text`].
 //!
-//! Three variables are extensions that upstream does not read; they exist so tests can run
-//! several proxies on one host and so operators can size the runtime by hand:
-//! `QUEUE_PROXY_ADMIN_PORT` (default 8022), `QUEUE_PROXY_METRICS_PORT` (default 9090) and
-//! `QUEUE_PROXY_WORKER_THREADS` (default: derived from the cgroup CPU quota, see
-//! [`crate::runtime`]). The reconciler also sets `SYSTEM_NAMESPACE`, `HOST_IP` and `ROOT_CA`,
+//! Some variables are extensions that upstream does not read; they exist so tests can run
+//! several proxies on one host, shorten upstream's fixed durations, and so operators can
+//! size the runtime by hand: `QUEUE_PROXY_ADMIN_PORT` (default 8022),
+//! `QUEUE_PROXY_METRICS_PORT` (default 9090), `QUEUE_PROXY_WORKER_THREADS` (default: derived
+//! from the cgroup CPU quota, see [`crate::runtime`]), `QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS`
+//! (default 30000) and `QUEUE_PROXY_UPGRADE_DRAIN_TIMEOUT_MS` (default 60000). The reconciler also sets `SYSTEM_NAMESPACE`, `HOST_IP` and `ROOT_CA`,
 //! which upstream ignores; so do we ([`IGNORED_VARS`]).
 //!
 //! Reading goes through [`EnvSource`] so tests pass a `HashMap` instead of touching the
@@ -36,6 +37,7 @@ use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasher, Hash};
+use std::time::Duration;
 
 pub use goparse::NumError;
 
@@ -156,7 +158,8 @@ pub const IGNORED_VARS: &[&str] = &["SYSTEM_NAMESPACE", "HOST_IP", "ROOT_CA"];
 // === value conversion ===
 
 /// How a field's Rust type is read. Each type has exactly one meaning in [`Config`]:
-/// `u16` is always a port and `Option<usize>` the worker-thread count.
+/// `u16` is always a port, `Option<usize>` the worker-thread count and `Duration` a
+/// number of milliseconds.
 trait FromEnvValue: Sized {
     const TYPE: &'static str;
     fn convert(raw: &str) -> Result<Self, NumError>;
@@ -206,6 +209,17 @@ impl FromEnvValue for Option<usize> {
     }
     fn unset() -> Option<Self> {
         Some(None)
+    }
+}
+
+/// Milliseconds as a Go int, at least 0 (only our test-facing extensions use it).
+impl FromEnvValue for Duration {
+    const TYPE: &'static str = "milliseconds";
+    fn convert(raw: &str) -> Result<Self, NumError> {
+        let ms = goparse::parse_int(raw)?;
+        u64::try_from(ms)
+            .map(Duration::from_millis)
+            .map_err(|_| NumError::Range)
     }
 }
 
@@ -372,6 +386,12 @@ config_table! {
         "Port of the autoscaling metrics listener (/metrics).";
     worker_threads: Option<usize> = "QUEUE_PROXY_WORKER_THREADS", Extension, [unset],
         "Tokio worker threads; unset means derived from the cgroup CPU quota.";
+    drain_quiet_period: Duration = "QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS", Extension,
+        [default "30000"],
+        "Quiet period of the drain after SIGTERM, in ms (upstream's fixed 30 s; for tests).";
+    upgrade_drain_timeout: Duration = "QUEUE_PROXY_UPGRADE_DRAIN_TIMEOUT_MS", Extension,
+        [default "60000"],
+        "How long shutdown waits for upgraded connections, in ms (upstream's fixed 60 s; for tests).";
 }
 
 // === help ===

@@ -69,8 +69,24 @@ fn reconciler_env_parses() {
             admin_port: 8022,
             metrics_port: 9090,
             worker_threads: None,
+            drain_quiet_period: std::time::Duration::from_secs(30),
+            upgrade_drain_timeout: std::time::Duration::from_secs(60),
         }
     );
+}
+
+#[test]
+fn duration_extensions_read_milliseconds() {
+    let mut e = with(&[
+        ("QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS", "0x64"),
+        ("QUEUE_PROXY_UPGRADE_DRAIN_TIMEOUT_MS", "2500"),
+    ]);
+    let config = Config::from_env(&e).unwrap();
+    assert_eq!(config.drain_quiet_period, std::time::Duration::from_millis(100));
+    assert_eq!(config.upgrade_drain_timeout, std::time::Duration::from_millis(2500));
+    e.insert("QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS".into(), "-1".into());
+    let err = Config::from_env(&e).unwrap_err();
+    assert!(err.to_string().contains("QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS"), "{err}");
 }
 
 /// The table's required set is exactly spec §1's.
@@ -225,8 +241,8 @@ fn every_int_and_bool_var_rejects_empty_and_garbage() {
             );
         }
     }
-    // 4 ints, 3 bools, 4 ports, 1 thread count.
-    assert_eq!(seen, 12);
+    // 4 ints, 3 bools, 4 ports, 1 thread count, 2 durations.
+    assert_eq!(seen, 14);
 }
 
 #[test]
@@ -454,7 +470,8 @@ fn var_rows_describe_their_fields() {
             description: "Max seconds between response writes; 0 disables.",
         }
     );
-    assert_eq!(VARS.len(), 27);
+    // 24 upstream variables and 5 extensions.
+    assert_eq!(VARS.len(), 29);
     let mut names: Vec<_> = VARS.iter().map(|v| v.name).collect();
     names.sort_unstable();
     names.dedup();

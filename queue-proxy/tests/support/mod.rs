@@ -98,6 +98,9 @@ impl Qp {
         env.insert("QUEUE_PROXY_ADMIN_PORT".into(), "0".into());
         env.insert("QUEUE_PROXY_METRICS_PORT".into(), "0".into());
         env.insert("SERVING_POD".into(), "test-pod-1".into());
+        // Stopping a test proxy should not wait out upstream's 30 s quiet period;
+        // the drain tests set their own.
+        env.insert("QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS".into(), "0".into());
         for (k, v) in overrides {
             env.insert((*k).into(), (*v).into());
         }
