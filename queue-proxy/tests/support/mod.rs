@@ -123,6 +123,23 @@ impl Qp {
         }
     }
 
+    /// Sends the shutdown signal (as SIGTERM would) without waiting.
+    pub fn terminate(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Waits up to `secs` for the proxy to finish after [`Qp::terminate`].
+    pub async fn finished_within(mut self, secs: u64) {
+        if let Some(task) = self.task.take() {
+            tokio::time::timeout(Duration::from_secs(secs), task)
+                .await
+                .expect("queue-proxy finishes")
+                .unwrap();
+        }
+    }
+
     /// Signals shutdown and waits until every server has finished.
     pub async fn stop(mut self) {
         if let Some(stop) = self.stop.take() {
