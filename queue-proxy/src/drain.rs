@@ -303,7 +303,10 @@ mod tests {
             let tracker = tracker.clone();
             async move {
                 let started = Instant::now();
-                (tracker.wait_idle(Duration::from_secs(60)).await, started.elapsed())
+                (
+                    tracker.wait_idle(Duration::from_secs(60)).await,
+                    started.elapsed(),
+                )
             }
         });
         settle().await;

@@ -1,5 +1,5 @@
 //! The main port's request chain, in upstream's order (§3 of the spec, outermost
-//! first): drainer (probe answers, quiet-period resets) → in-flight tracking →
+//! first): drainer ([`crate::probes`] answers, quiet-period resets) → in-flight tracking →
 //! timeouts → Forwarded shim → ProxyHandler (kubelet-probe bypass, autoscaler
 //! stats, `K-Original-Host`, breaker) → reverse proxy.
 
@@ -15,6 +15,7 @@ use crate::drain::{Drainer, InFlightTracker, Tracked};
 use crate::error::ProxyError;
 use crate::forwarded;
 use crate::headers::{self, is_kubelet_probe, is_proxied_by_activator};
+use crate::probes::{self, ProbeAnswers};
 use crate::proxy::Proxy;
 use crate::server::Handler;
 use crate::stats::RequestStats;
@@ -28,12 +29,20 @@ pub struct QueueProxy {
     pub(crate) drainer: Arc<Drainer>,
     pub(crate) tracker: InFlightTracker,
     pub(crate) timeouts: RequestTimeouts,
+    pub(crate) probes: ProbeAnswers,
 }
 
 impl QueueProxy {
-    async fn serve(self: Arc<Self>, req: Request<Incoming>, peer: SocketAddr) -> Response<ProxyBody> {
-        // §3 step 4: everything that is not a probe restarts a running drain's
-        // quiet period.
+    async fn serve(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        // §3 step 4: probes are answered here; everything else restarts a
+        // running drain's quiet period.
+        if let Some(kind) = probes::classify(req.headers()) {
+            return self.probes.answer(kind, req.headers()).await;
+        }
         self.drainer.request_arrived();
         // Step 5: counted until the response (or upgraded connection) is over.
         let tracked = self.tracker.track();
@@ -42,7 +51,10 @@ impl QueueProxy {
         let tunnel_deadline = self.timeouts.head_deadline(started);
         let timeouts = self.timeouts;
         timeouts
-            .run(started, self.proxy_handler(req, peer, tracked, tunnel_deadline))
+            .run(
+                started,
+                self.proxy_handler(req, peer, tracked, tunnel_deadline),
+            )
             .await
     }
 

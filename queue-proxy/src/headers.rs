@@ -25,6 +25,14 @@ pub const KNATIVE_SERVING_NAMESPACE: &str = "knative-serving-namespace";
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
 /// User-agent prefix of kubelet probes.
 pub const KUBE_PROBE_UA_PREFIX: &str = "kube-probe/";
+/// User agent of the activator's health checks of queue-proxies.
+pub const ACTIVATOR_USER_AGENT: &str = "Knative-Activator-Probe";
+/// User agent of the autoscaler's probes of the public service.
+pub const AUTOSCALING_USER_AGENT: &str = "Knative-Autoscaling-Probe";
+/// `K-Network-Probe` value of a health check answered by the queue-proxy.
+pub const QUEUE_PROBE_VALUE: &str = "queue";
+/// `K-Network-Probe` value of an ingress network probe.
+pub const NETWORK_PROBE_VALUE: &str = "probe";
 
 /// Upstream's `IsKubeletProbe`: a `kube-probe/` user agent or any non-empty
 /// `K-Kubelet-Probe` header.

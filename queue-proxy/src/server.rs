@@ -6,7 +6,7 @@
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper::{Request, Response};
+use hyper::{Request, Response, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -21,6 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::body::ProxyBody;
+use crate::h2c;
 
 /// Go's `http.Server.ReadHeaderTimeout` as upstream sets it on every server.
 pub const READ_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
@@ -49,9 +50,12 @@ pub enum Protocols {
     Http1Only,
 }
 
-/// Why a server could not run.
+/// Why the queue-proxy could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
+    /// `SERVING_READINESS_PROBE` is not a valid probe (the message names it).
+    #[error(transparent)]
+    Probe(#[from] crate::readiness::ProbeConfigError),
     #[error("listen tcp :{port}: {source}")]
     Bind {
         port: u16,
@@ -147,7 +151,7 @@ pub async fn serve<H: Handler>(
             },
             () = &mut stop => break,
         };
-        serve_connection(stream, peer, &builder, &handler, &graceful);
+        serve_connection(stream, peer, &builder, &handler, protocols, &graceful);
     }
     drop(listener);
     graceful.shutdown().await;
@@ -158,13 +162,26 @@ fn serve_connection<H: Handler>(
     peer: SocketAddr,
     builder: &Arc<auto::Builder<TokioExecutor>>,
     handler: &Arc<H>,
+    protocols: Protocols,
     graceful: &GracefulShutdown,
 ) {
     let _ = stream.set_nodelay(true);
     let handler = handler.clone();
-    let service = service_fn(move |req| {
+    let h2c_upgrades = protocols == Protocols::Http1AndH2c;
+    let service = service_fn(move |req: Request<Incoming>| {
         let handler = handler.clone();
-        async move { Ok::<_, Infallible>(handler.handle(req, peer).await) }
+        async move {
+            // RFC 7540 §3.2: an HTTP/1.1 request may ask to continue as h2c.
+            let resp = if h2c_upgrades
+                && req.version() == Version::HTTP_11
+                && h2c::is_h2c_upgrade(req.headers())
+            {
+                h2c::upgrade(req, peer, handler).await
+            } else {
+                handler.handle(req, peer).await
+            };
+            Ok::<_, Infallible>(resp)
+        }
     });
     let builder = builder.clone();
     let conn = builder

@@ -15,7 +15,6 @@
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
-use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -26,8 +25,10 @@ use crate::breaker::Breaker;
 use crate::config::Config;
 use crate::drain::{Drainer, InFlightTracker};
 use crate::handler::QueueProxy;
+use crate::probes::ProbeAnswers;
 use crate::proxy::Proxy;
 use crate::proxy::client::AppClient;
+use crate::readiness::{self, ProbeSpec, Readiness, ReadinessOptions};
 use crate::server::{Protocols, ServeError, Shutdown, bind_dual_stack, serve};
 use crate::stats::{REPORTING_PERIOD, RequestStats, StatReporter, run_reporter};
 use crate::timeout::RequestTimeouts;
@@ -38,15 +39,22 @@ const UNLIMITED_MAX_IDLE: usize = 1000;
 /// A queue-proxy whose listeners are bound.
 pub struct Sidecar {
     config: Config,
+    probes: Vec<ProbeSpec>,
     main: TcpListener,
     admin: TcpListener,
     metrics: TcpListener,
 }
 
 impl Sidecar {
-    /// Binds the main, admin and metrics ports of `config`.
+    /// Checks what `config` leaves to be parsed (the readiness probe), then binds
+    /// the main, admin and metrics ports.
     pub fn bind(config: Config) -> Result<Sidecar, ServeError> {
+        let probes = readiness::parse(
+            &config.serving_readiness_probe,
+            config.enable_multi_container_probes,
+        )?;
         Ok(Sidecar {
+            probes,
             main: bind_dual_stack(config.queue_serving_port)?,
             admin: bind_dual_stack(config.admin_port)?,
             metrics: bind_dual_stack(config.metrics_port)?,
@@ -56,17 +64,23 @@ impl Sidecar {
 
     /// The main port's address.
     pub fn main_addr(&self) -> SocketAddr {
-        self.main.local_addr().expect("a bound listener has an address")
+        self.main
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The admin port's address.
     pub fn admin_addr(&self) -> SocketAddr {
-        self.admin.local_addr().expect("a bound listener has an address")
+        self.admin
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// The autoscaler metrics port's address.
     pub fn metrics_addr(&self) -> SocketAddr {
-        self.metrics.local_addr().expect("a bound listener has an address")
+        self.metrics
+            .local_addr()
+            .expect("a bound listener has an address")
     }
 
     /// Serves until `shutdown` completes, then drains and stops in upstream's
@@ -74,6 +88,7 @@ impl Sidecar {
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let Sidecar {
             config,
+            probes,
             main,
             admin,
             metrics,
@@ -99,7 +114,15 @@ impl Sidecar {
         let app = SocketAddr::from((Ipv4Addr::LOCALHOST, config.user_port));
         let drainer = Arc::new(Drainer::new(config.drain_quiet_period));
         let tracker = InFlightTracker::default();
+        let readiness = Readiness::new(
+            probes,
+            ReadinessOptions {
+                http2_autodetect: config.enable_http2_auto_detection,
+                ..ReadinessOptions::default()
+            },
+        );
         let queue = QueueProxy {
+            probes: ProbeAnswers::new(drainer.clone(), Arc::new(readiness)),
             stats,
             breaker: Breaker::for_container_concurrency(cc),
             proxy: Proxy::new(AppClient::new(app, max_idle)),
@@ -143,7 +166,10 @@ impl Sidecar {
         );
         drainer.drain().await;
 
-        tracing::info!(in_flight = tracker.count(), "drained; shutting down servers");
+        tracing::info!(
+            in_flight = tracker.count(),
+            "drained; shutting down servers"
+        );
         trigger.fire();
         for server in servers {
             let _ = server.await;
@@ -153,7 +179,7 @@ impl Sidecar {
         if !tracker.wait_idle(config.upgrade_drain_timeout).await {
             tracing::warn!(
                 still_open = tracker.count(),
-                waited = ?Duration::from(waited.elapsed()),
+                waited = ?waited.elapsed(),
                 "gave up waiting for upgraded connections"
             );
         }

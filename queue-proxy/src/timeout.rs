@@ -86,7 +86,12 @@ pub struct BodyTimer {
 }
 
 impl BodyTimer {
-    fn new(mut sleep: Pin<Box<Sleep>>, total: Instant, idle: Option<Duration>, now: Instant) -> Self {
+    fn new(
+        mut sleep: Pin<Box<Sleep>>,
+        total: Instant,
+        idle: Option<Duration>,
+        now: Instant,
+    ) -> Self {
         let timer_deadline = Self::deadline_after_write(total, idle, now);
         if sleep.deadline() != timer_deadline {
             sleep.as_mut().reset(timer_deadline);

@@ -678,3 +678,36 @@ async fn main_port_answers_on_ipv6_loopback() {
     );
     qp.stop().await;
 }
+
+// HTTP/1.1 chunked request trailers reach the app (Go's transport forwards them).
+#[tokio::test]
+async fn http1_request_trailers_reach_the_app() {
+    let app = start_app(|req: Request<Incoming>| async move {
+        let collected = req.into_body().collect().await.unwrap();
+        let trailer = collected
+            .trailers()
+            .and_then(|t| t.get("x-checksum"))
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        Response::new(full(format!(
+            "body={} trailer={trailer}",
+            String::from_utf8_lossy(&collected.to_bytes())
+        )))
+    })
+    .await;
+    let qp = Qp::start(app.port(), &[]).await;
+    let mut conn = TcpStream::connect(qp.main).await.unwrap();
+    conn.write_all(
+        b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n\
+          5\r\nhello\r\n0\r\nX-Checksum: abc\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let head = read_head(&mut conn).await;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let mut rest = vec![0u8; 64];
+    let n = within(5, conn.read(&mut rest)).await.unwrap();
+    let text = String::from_utf8_lossy(&rest[..n]);
+    assert!(text.contains("body=hello trailer=abc"), "{text}");
+    qp.stop().await;
+}

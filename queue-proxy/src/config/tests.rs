@@ -82,11 +82,21 @@ fn duration_extensions_read_milliseconds() {
         ("QUEUE_PROXY_UPGRADE_DRAIN_TIMEOUT_MS", "2500"),
     ]);
     let config = Config::from_env(&e).unwrap();
-    assert_eq!(config.drain_quiet_period, std::time::Duration::from_millis(100));
-    assert_eq!(config.upgrade_drain_timeout, std::time::Duration::from_millis(2500));
+    assert_eq!(
+        config.drain_quiet_period,
+        std::time::Duration::from_millis(100)
+    );
+    assert_eq!(
+        config.upgrade_drain_timeout,
+        std::time::Duration::from_millis(2500)
+    );
     e.insert("QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS".into(), "-1".into());
     let err = Config::from_env(&e).unwrap_err();
-    assert!(err.to_string().contains("QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS"),
+        "{err}"
+    );
 }
 
 /// The table's required set is exactly spec §1's.

@@ -4,11 +4,14 @@
 //!
 //! Toward the app: hop-by-hop headers go (`Connection` and what it names,
 //! `Proxy-Connection`, `Keep-Alive`, `Proxy-Authenticate`, `Proxy-Authorization`,
-//! `TE` unless it asks for trailers, `Trailer`, `Transfer-Encoding`, and `Upgrade`
-//! unless the request upgrades); the peer's IP is appended to `X-Forwarded-For`;
-//! nothing else is added (no `Via`, no `User-Agent`, no `Accept-Encoding`).
-//! Back from the app the same hop-by-hop headers go, except on a 101 and except
-//! `Trailer`, which announces the trailers that follow (Go re-announces them too).
+//! `TE` unless it asks for trailers, `Transfer-Encoding`, and `Upgrade` unless the
+//! request upgrades); the peer's IP is appended to `X-Forwarded-For`; nothing else
+//! is added (no `Via`, no `User-Agent`, no `Accept-Encoding`). Back from the app
+//! the same hop-by-hop headers go, except on a 101.
+//!
+//! `Trailer` is hop-by-hop too, but Go's transport announces the trailers it
+//! forwards again, both ways; hyper sends HTTP/1.1 trailers only when they are
+//! announced, so the announcement is kept instead.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use std::net::IpAddr;
@@ -41,7 +44,6 @@ pub fn to_app(headers: &mut HeaderMap, peer: IpAddr, upgrade: Option<HeaderValue
     headers.remove(KNATIVE_SERVING_NAMESPACE);
     let wants_trailers = has_token(headers, &header::TE, "trailers");
     remove_hop_by_hop(headers);
-    headers.remove(header::TRAILER);
     if wants_trailers {
         headers.insert(header::TE, HeaderValue::from_static("trailers"));
     }
@@ -149,7 +151,6 @@ mod tests {
             ("keep-alive", "timeout=5"),
             ("proxy-authorization", "x"),
             ("te", "gzip"),
-            ("trailer", "x-t"),
             ("upgrade", "websocket"),
             ("k-proxy-request", "activator"),
             ("knative-serving-tag", "t"),
@@ -163,7 +164,6 @@ mod tests {
             "keep-alive",
             "proxy-authorization",
             "te",
-            "trailer",
             "upgrade",
         ] {
             assert!(!h.contains_key(gone), "{gone} should be removed");
