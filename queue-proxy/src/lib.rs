@@ -19,8 +19,12 @@
 //! - [`body`]: the response body that holds a request's breaker slot and stats
 //!   until the response has been delivered.
 //! - [`error`]: typed errors that know which side caused them, and the one place
-//!   that turns them into 502/503 responses shaped like Go's `http.Error`.
-
+//!   that turns them into 502/503/504 responses shaped like upstream's.
+//! - Lifecycle: [`probes`] answers kubelet, activator and network probes from
+//!   [`readiness`] (probing the app) and [`drain`] (the quiet period, and the
+//!   in-flight tracking shutdown waits on); [`timeout`] enforces the revision's
+//!   total, response-start and idle timeouts.
+//! - [`h2c`]: the HTTP/1.1 `Upgrade: h2c` path to HTTP/2 on the main port.
 //! - [`autoscaler_metrics`] (`:9090`) and [`admin`] (`:8022`): the side ports.
 //!
 //! # Tests
@@ -44,6 +48,7 @@ pub mod logging;
 pub mod probes;
 pub mod proxy;
 pub mod readiness;
+pub mod route_tag;
 pub mod runtime;
 pub mod server;
 pub mod sidecar;

@@ -358,3 +358,23 @@ fn second_signal_exits_1_immediately() {
     }
     panic!("still running 10s after the second SIGTERM");
 }
+
+#[test]
+fn invalid_readiness_probe_json_exits_1_naming_it() {
+    for (probe, multi) in [("{not json", "false"), (r#"{"tcpSocket":{}}"#, "true")] {
+        let mut env = test_env(free_port());
+        env.insert("SERVING_READINESS_PROBE".into(), probe.into());
+        env.insert("ENABLE_MULTI_CONTAINER_PROBES".into(), multi.into());
+        env.insert("QUEUE_SERVING_PORT".into(), free_port().to_string());
+        env.insert("QUEUE_PROXY_ADMIN_PORT".into(), free_port().to_string());
+        env.insert("QUEUE_PROXY_METRICS_PORT".into(), free_port().to_string());
+        let out = run_with(env, &[]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        let err = stderr(&out);
+        let last = err.lines().last().unwrap_or_default();
+        assert!(
+            last.starts_with("queue-proxy: SERVING_READINESS_PROBE: "),
+            "{probe}: {err}"
+        );
+    }
+}

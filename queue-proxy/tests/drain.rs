@@ -190,3 +190,46 @@ async fn real_default_quiet_period_is_thirty_seconds() {
     );
     qp.finished_within(10).await;
 }
+
+// Upstream's real default: shutdown waits at most 60 s for an upgraded
+// connection that never closes. (Real default duration; ~60 s.)
+#[tokio::test]
+async fn real_default_upgraded_connection_cap_is_sixty_seconds() {
+    let app = start_app(|mut req: Request<Incoming>| async move {
+        let on_upgrade = hyper::upgrade::on(&mut req);
+        tokio::spawn(async move {
+            let _io = on_upgrade.await.unwrap();
+            std::future::pending::<()>().await;
+        });
+        Response::builder()
+            .status(StatusCode::SWITCHING_PROTOCOLS)
+            .header("connection", "Upgrade")
+            .header("upgrade", "websocket")
+            .body(full(""))
+            .unwrap()
+    })
+    .await;
+    let mut qp = Qp::start(
+        app.port(),
+        &[
+            ("QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS", "0"),
+            ("QUEUE_PROXY_UPGRADE_DRAIN_TIMEOUT_MS", "60000"),
+        ],
+    )
+    .await;
+    let mut ws = TcpStream::connect(qp.main).await.unwrap();
+    ws.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    ws.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 101");
+    let started = Instant::now();
+    qp.terminate();
+    qp.finished_within(70).await;
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_secs(60) && took < Duration::from_secs(62),
+        "{took:?}"
+    );
+}

@@ -21,8 +21,10 @@
 //! request gets the full attempt timeout, as each `http.Client.Do` does upstream.
 //!
 //! Differences from upstream: `https` probes fail with a clear reason (this crate
-//! has no TLS client; upstream verifies certificates, which would fail for most
-//! in-pod certificates anyway), and redirects are not followed (a 3xx is ready).
+//! has no TLS client; upstream dials them with Go's default TLS settings), an
+//! empty `host` is sent as `Host: 127.0.0.1:<port>` (Go would send `:<port>`; the
+//! reconciler always sets the host), and redirects are not followed (a 3xx
+//! answer is ready, where Go's client would let the redirect target decide).
 
 use bytes::Bytes;
 use http::header::{ACCEPT_ENCODING, CONNECTION, HOST, RANGE, USER_AGENT};

@@ -158,12 +158,16 @@ mod tests {
     use super::*;
 
     fn assert_send_sync<T: Send + Sync + 'static>(_: &T) {}
+    fn assert_send<T: Send>(_: &T) {}
 
     #[tokio::test(start_paused = true)]
     async fn no_probes_is_ready_and_exec_or_nothing_is_not() {
         let none = Readiness::new(Vec::new(), ReadinessOptions::default());
         assert_send_sync(&none);
-        assert!(none.check().await);
+        let check = none.check();
+        // Health handlers run on a multi-threaded runtime.
+        assert_send(&check);
+        assert!(check.await);
 
         let start = tokio::time::Instant::now();
         for json in [r#"{"exec":{"command":["true"]}}"#, "{}"] {
