@@ -127,8 +127,9 @@ pub fn not_found() -> Response<ProxyBody> {
 }
 
 /// The text Go's syscall errors print (`connection refused`), without Rust's
-/// ` (os error 111)` suffix or capital letter.
-fn go_errno_text(e: &io::Error) -> String {
+/// ` (os error 111)` suffix or capital letter. Used wherever an error message
+/// must read like upstream's (502 bodies, readiness probe failures).
+pub fn go_errno_text(e: &io::Error) -> String {
     match e.kind() {
         io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
         io::ErrorKind::ConnectionReset => "connection reset by peer".to_owned(),

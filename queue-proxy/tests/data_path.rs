@@ -234,40 +234,20 @@ async fn websocket_upgrade_is_tunnelled_both_ways() {
         if !req.headers().contains_key("upgrade") {
             return Response::new(full("plain"));
         }
-        let on_upgrade = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            let upgraded = on_upgrade.await.unwrap();
-            let mut io = hyper_util::rt::TokioIo::new(upgraded);
+        let mut resp = switch_to_websocket(&mut req, |mut io| async move {
             io.write_all(b"welcome").await.unwrap();
-            let mut buf = [0u8; 64];
-            loop {
-                let n = io.read(&mut buf).await.unwrap();
-                if n == 0 {
-                    return;
-                }
-                io.write_all(&buf[..n]).await.unwrap();
-            }
+            echo_upgraded(io).await;
         });
-        Response::builder()
-            .status(StatusCode::SWITCHING_PROTOCOLS)
-            .header("connection", "Upgrade")
-            .header("upgrade", "websocket")
-            .header("sec-websocket-accept", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=")
-            .body(full(""))
-            .unwrap()
+        resp.headers_mut().insert(
+            "sec-websocket-accept",
+            "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=".parse().unwrap(),
+        );
+        resp
     })
     .await;
     let qp = Qp::start(app.port(), &[("CONTAINER_CONCURRENCY", "1")]).await;
 
-    let mut conn = TcpStream::connect(qp.main).await.unwrap();
-    conn.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let head = read_head(&mut conn).await;
-    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    let (mut conn, head) = open_websocket(qp.main).await;
     assert!(
         head.to_ascii_lowercase().contains("upgrade: websocket"),
         "{head}"
@@ -456,17 +436,7 @@ async fn response_chunks_stream_through_unbuffered() {
 // Request bodies stream to the app too, and request trailers are forwarded (h2).
 #[tokio::test]
 async fn request_body_and_trailers_reach_the_app() {
-    let app = start_app(|req: Request<Incoming>| async move {
-        let collected = req.into_body().collect().await.unwrap();
-        let trailer = collected
-            .trailers()
-            .and_then(|t| t.get("x-checksum"))
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        let body = collected.to_bytes();
-        Response::new(full(format!("len={} trailer={trailer}", body.len())))
-    })
-    .await;
+    let app = start_trailer_app().await;
     let qp = Qp::start(app.port(), &[]).await;
 
     let big = Bytes::from(vec![b'x'; 1 << 20]);
@@ -682,19 +652,7 @@ async fn main_port_answers_on_ipv6_loopback() {
 // HTTP/1.1 chunked request trailers reach the app (Go's transport forwards them).
 #[tokio::test]
 async fn http1_request_trailers_reach_the_app() {
-    let app = start_app(|req: Request<Incoming>| async move {
-        let collected = req.into_body().collect().await.unwrap();
-        let trailer = collected
-            .trailers()
-            .and_then(|t| t.get("x-checksum"))
-            .map(|v| v.to_str().unwrap().to_owned())
-            .unwrap_or_default();
-        Response::new(full(format!(
-            "body={} trailer={trailer}",
-            String::from_utf8_lossy(&collected.to_bytes())
-        )))
-    })
-    .await;
+    let app = start_trailer_app().await;
     let qp = Qp::start(app.port(), &[]).await;
     let mut conn = TcpStream::connect(qp.main).await.unwrap();
     conn.write_all(
@@ -708,6 +666,6 @@ async fn http1_request_trailers_reach_the_app() {
     let mut rest = vec![0u8; 64];
     let n = within(5, conn.read(&mut rest)).await.unwrap();
     let text = String::from_utf8_lossy(&rest[..n]);
-    assert!(text.contains("body=hello trailer=abc"), "{text}");
+    assert!(text.contains("len=5 trailer=abc"), "{text}");
     qp.stop().await;
 }

@@ -9,7 +9,6 @@ use hyper::body::Incoming;
 use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 const QUIET_MS: u64 = 1000;
@@ -104,22 +103,7 @@ async fn shutdown_waits_for_in_flight_requests_and_caps_upgraded_connections() {
             tokio::time::sleep(Duration::from_millis(800)).await;
             return Response::new(full("finished"));
         }
-        let on_upgrade = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            let mut io = hyper_util::rt::TokioIo::new(on_upgrade.await.unwrap());
-            let mut buf = [0u8; 16];
-            while let Ok(n) = io.read(&mut buf).await {
-                if n == 0 || io.write_all(&buf[..n]).await.is_err() {
-                    return;
-                }
-            }
-        });
-        Response::builder()
-            .status(StatusCode::SWITCHING_PROTOCOLS)
-            .header("connection", "Upgrade")
-            .header("upgrade", "websocket")
-            .body(full(""))
-            .unwrap()
+        switch_to_websocket(&mut req, echo_upgraded)
     })
     .await;
     let mut qp = Qp::start(
@@ -130,14 +114,7 @@ async fn shutdown_waits_for_in_flight_requests_and_caps_upgraded_connections() {
         ],
     )
     .await;
-    // An open websocket.
-    let mut ws = TcpStream::connect(qp.main).await.unwrap();
-    ws.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
-        .await
-        .unwrap();
-    let mut head = [0u8; 12];
-    ws.read_exact(&mut head).await.unwrap();
-    assert_eq!(&head, b"HTTP/1.1 101");
+    let (mut ws, _) = open_websocket(qp.main).await;
     // A slow request in flight when the drain ends.
     let main = qp.main;
     let slow = tokio::spawn(async move { get(main, "/slow", &[]).await });
@@ -150,12 +127,6 @@ async fn shutdown_waits_for_in_flight_requests_and_caps_upgraded_connections() {
         (StatusCode::OK, "finished")
     );
     // The websocket still works during the wait...
-    let mut rest = Vec::new();
-    let mut byte = [0u8; 1];
-    while !rest.ends_with(b"\r\n\r\n") {
-        ws.read_exact(&mut byte).await.unwrap();
-        rest.push(byte[0]);
-    }
     ws.write_all(b"ping").await.unwrap();
     let mut echo = [0u8; 4];
     within(5, ws.read_exact(&mut echo)).await.unwrap();
@@ -196,17 +167,7 @@ async fn real_default_quiet_period_is_thirty_seconds() {
 #[tokio::test]
 async fn real_default_upgraded_connection_cap_is_sixty_seconds() {
     let app = start_app(|mut req: Request<Incoming>| async move {
-        let on_upgrade = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            let _io = on_upgrade.await.unwrap();
-            std::future::pending::<()>().await;
-        });
-        Response::builder()
-            .status(StatusCode::SWITCHING_PROTOCOLS)
-            .header("connection", "Upgrade")
-            .header("upgrade", "websocket")
-            .body(full(""))
-            .unwrap()
+        switch_to_websocket(&mut req, |_io| std::future::pending::<()>())
     })
     .await;
     let mut qp = Qp::start(
@@ -217,13 +178,7 @@ async fn real_default_upgraded_connection_cap_is_sixty_seconds() {
         ],
     )
     .await;
-    let mut ws = TcpStream::connect(qp.main).await.unwrap();
-    ws.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
-        .await
-        .unwrap();
-    let mut head = [0u8; 12];
-    ws.read_exact(&mut head).await.unwrap();
-    assert_eq!(&head, b"HTTP/1.1 101");
+    let _ws = open_websocket(qp.main).await;
     let started = Instant::now();
     qp.terminate();
     qp.finished_within(70).await;

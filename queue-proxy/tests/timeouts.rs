@@ -13,7 +13,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::time::Instant;
 
 /// An app whose path says what to do: `/sleep/<ms>` answers after a delay;
@@ -179,51 +178,22 @@ async fn idle_timeout_between_writes() {
 #[tokio::test]
 async fn websocket_is_closed_by_the_timeout() {
     let app = start_app(|mut req: Request<Incoming>| async move {
-        let on_upgrade = hyper::upgrade::on(&mut req);
-        tokio::spawn(async move {
-            let mut io = hyper_util::rt::TokioIo::new(on_upgrade.await.unwrap());
+        // Echoes each message after the delay (ms) the message asks for.
+        switch_to_websocket(&mut req, |mut io| async move {
             let mut buf = [0u8; 64];
-            loop {
-                let Ok(n) = io.read(&mut buf).await else {
-                    return;
-                };
-                if n == 0 {
-                    return;
-                }
-                // Echo after the delay the message asks for.
-                let delay: u64 = std::str::from_utf8(&buf[..n])
-                    .unwrap()
-                    .trim()
-                    .parse()
-                    .unwrap();
+            while let Ok(n @ 1..) = io.read(&mut buf).await {
+                let text = std::str::from_utf8(&buf[..n]).unwrap();
+                let delay: u64 = text.trim().parse().unwrap();
                 tokio::time::sleep(Duration::from_millis(delay)).await;
                 if io.write_all(&buf[..n]).await.is_err() {
                     return;
                 }
             }
-        });
-        Response::builder()
-            .status(StatusCode::SWITCHING_PROTOCOLS)
-            .header("connection", "Upgrade")
-            .header("upgrade", "websocket")
-            .body(full(""))
-            .unwrap()
+        })
     })
     .await;
     let qp = Qp::start(app.port(), &[("REVISION_TIMEOUT_SECONDS", "2")]).await;
-    let mut conn = TcpStream::connect(qp.main).await.unwrap();
-    conn.write_all(
-        b"GET / HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-    )
-    .await
-    .unwrap();
-    let mut head = Vec::new();
-    while !head.ends_with(b"\r\n\r\n") {
-        let mut b = [0u8; 1];
-        within(5, conn.read_exact(&mut b)).await.unwrap();
-        head.push(b[0]);
-    }
-    assert!(head.starts_with(b"HTTP/1.1 101"));
+    let (mut conn, _) = open_websocket(qp.main).await;
     // Echoed within the timeout.
     conn.write_all(b"0300\n").await.unwrap();
     let mut buf = [0u8; 5];

@@ -72,14 +72,14 @@ fn gave_up_text(
 #[derive(Debug, thiserror::Error)]
 pub enum DialError {
     /// The host name did not resolve.
-    #[error("dial tcp: lookup {host}: {}", io_text(.source))]
+    #[error("dial tcp: lookup {host}: {}", crate::error::go_errno_text(.source))]
     Lookup {
         host: String,
         #[source]
         source: io::Error,
     },
     /// The connect itself failed, e.g. `connection refused`.
-    #[error("dial tcp {addr}: connect: {}", io_text(.source))]
+    #[error("dial tcp {addr}: connect: {}", crate::error::go_errno_text(.source))]
     Connect {
         addr: String,
         #[source]
@@ -188,24 +188,6 @@ impl fmt::Display for GrpcCode {
         match usize::try_from(self.0).ok().and_then(|i| NAMES.get(i)) {
             Some(name) => f.write_str(name),
             None => write!(f, "Code({})", self.0),
-        }
-    }
-}
-
-/// An OS error as Go prints it: lower case, without Rust's `(os error N)`.
-fn io_text(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::ConnectionRefused => "connection refused".to_owned(),
-        io::ErrorKind::ConnectionReset => "connection reset by peer".to_owned(),
-        io::ErrorKind::TimedOut => "connection timed out".to_owned(),
-        _ => {
-            let text = e.to_string();
-            let text = text.split(" (os error").next().unwrap_or(&text);
-            let mut chars = text.chars();
-            match chars.next() {
-                Some(first) => first.to_lowercase().chain(chars).collect(),
-                None => String::new(),
-            }
         }
     }
 }

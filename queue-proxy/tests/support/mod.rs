@@ -254,3 +254,71 @@ impl Gate {
         self.0.add_permits(n);
     }
 }
+
+/// The app side of a websocket upgrade: answers 101 and hands the upgraded
+/// connection to `on_upgraded` in a task of its own.
+pub fn switch_to_websocket<F, Fut>(req: &mut Request<Incoming>, on_upgraded: F) -> Response<AppBody>
+where
+    F: FnOnce(TokioIo<hyper::upgrade::Upgraded>) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let on_upgrade = hyper::upgrade::on(req);
+    tokio::spawn(async move {
+        if let Ok(upgraded) = on_upgrade.await {
+            on_upgraded(TokioIo::new(upgraded)).await;
+        }
+    });
+    Response::builder()
+        .status(StatusCode::SWITCHING_PROTOCOLS)
+        .header("connection", "Upgrade")
+        .header("upgrade", "websocket")
+        .body(full(""))
+        .unwrap()
+}
+
+/// Echoes whatever arrives on an upgraded connection until it closes.
+pub async fn echo_upgraded(mut io: TokioIo<hyper::upgrade::Upgraded>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buf = [0u8; 64];
+    while let Ok(n) = io.read(&mut buf).await {
+        if n == 0 || io.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Opens a websocket through the proxy at `addr` and reads the 101 head.
+pub async fn open_websocket(addr: SocketAddr) -> (TcpStream, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        within(5, conn.read_exact(&mut byte)).await.unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    (conn, head)
+}
+
+/// An app that answers `len=<body bytes> trailer=<x-checksum trailer>`.
+pub async fn start_trailer_app() -> SocketAddr {
+    start_app(|req: Request<Incoming>| async move {
+        let collected = req.into_body().collect().await.unwrap();
+        let trailer = collected
+            .trailers()
+            .and_then(|t| t.get("x-checksum"))
+            .map(|v| v.to_str().unwrap().to_owned())
+            .unwrap_or_default();
+        let body = collected.to_bytes();
+        Response::new(full(format!("len={} trailer={trailer}", body.len())))
+    })
+    .await
+}
