@@ -1,0 +1,10 @@
+//! Knative Serving's activator, in Rust.
+//!
+//! (Crate docs are written once the modules below are in place.)
+
+pub mod backends;
+pub mod lb;
+pub mod reporter;
+pub mod revision;
+pub mod source;
+pub mod throttler;
