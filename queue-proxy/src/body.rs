@@ -25,7 +25,7 @@ use crate::breaker::Permit;
 use crate::drain::Tracked;
 use crate::proxy::client::Checkin;
 use crate::stats::InFlight;
-use crate::timeout::{BodyTimer, TIMEOUT_MESSAGE};
+use crate::timeout::BodyTimer;
 
 /// Everything a response holds until it has been delivered.
 #[derive(Default)]
@@ -40,6 +40,9 @@ pub struct Completion {
     pub checkin: Option<Checkin>,
     /// When an upgraded connection must be closed (the revision's timers).
     pub tunnel_deadline: Option<Instant>,
+    /// Anything else held until the response is over (the activator's
+    /// throttler lease and per-revision stats guard).
+    pub held: Option<Box<dyn Send + Sync>>,
 }
 
 impl Completion {
@@ -138,11 +141,11 @@ impl Body for ProxyBody {
                 if let Some(t) = timer
                     && t.poll_expired(cx).is_ready()
                 {
+                    let message = Bytes::from_static(t.message().as_bytes());
                     *timer = None;
                     *timed_out = true;
                     // Let the app's response go: this cancels it and frees the slot.
                     *completion = Completion::default();
-                    let message = Bytes::from_static(TIMEOUT_MESSAGE.as_bytes());
                     return Poll::Ready(Some(Ok(Frame::data(message))));
                 }
                 let polled = inner.as_mut().poll_frame(cx);

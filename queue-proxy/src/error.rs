@@ -54,9 +54,9 @@ pub enum ProxyError {
     /// The app could not be reached or broke the exchange.
     #[error(transparent)]
     Upstream(#[from] UpstreamError),
-    /// A revision timer fired before the response started.
-    #[error("request timeout")]
-    Timeout,
+    /// A revision timer fired before the response started; the body to answer.
+    #[error("{0}")]
+    Timeout(&'static str),
 }
 
 impl ProxyError {
@@ -64,7 +64,7 @@ impl ProxyError {
     pub fn fault(&self) -> Fault {
         match self {
             ProxyError::Breaker(_) => Fault::Internal,
-            ProxyError::Upstream(_) | ProxyError::Timeout => Fault::Upstream,
+            ProxyError::Upstream(_) | ProxyError::Timeout(_) => Fault::Upstream,
         }
     }
 
@@ -73,7 +73,7 @@ impl ProxyError {
         match self {
             ProxyError::Breaker(BreakerError::QueueFull) => StatusCode::SERVICE_UNAVAILABLE,
             ProxyError::Upstream(_) => StatusCode::BAD_GATEWAY,
-            ProxyError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+            ProxyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -88,7 +88,7 @@ impl ProxyError {
         match self {
             // Go's TimeoutHandler writes the bare message: no newline, no nosniff,
             // and the sniffed content type.
-            ProxyError::Timeout => {
+            ProxyError::Timeout(_) => {
                 let mut resp = Response::new(ProxyBody::local(self.to_string()));
                 *resp.status_mut() = self.status();
                 resp.headers_mut().insert(

@@ -27,12 +27,15 @@ use tokio::time::{Instant, Sleep};
 use crate::body::ProxyBody;
 use crate::error::ProxyError;
 
-/// The three durations of a revision.
+/// The three durations of a revision, and what a timed-out response says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestTimeouts {
     pub total: Duration,
     pub response_start: Option<Duration>,
     pub idle: Option<Duration>,
+    /// The 504 body, and the text appended to a response cut short: the
+    /// queue-proxy's [`TIMEOUT_MESSAGE`], the activator's own.
+    pub message: &'static str,
 }
 
 impl RequestTimeouts {
@@ -45,6 +48,7 @@ impl RequestTimeouts {
             total: secs(total),
             response_start: optional(response_start),
             idle: optional(idle),
+            message: TIMEOUT_MESSAGE,
         }
     }
 
@@ -71,9 +75,10 @@ impl RequestTimeouts {
             resp = handling => {
                 let head_written = Instant::now();
                 let total = started + self.total;
-                resp.map(|body| body.with_timer(BodyTimer::new(sleep, total, self.idle, head_written)))
+                let timer = BodyTimer::new(sleep, total, self.idle, head_written, self.message);
+                resp.map(|body| body.with_timer(timer))
             }
-            () = sleep.as_mut() => ProxyError::Timeout.into_response(),
+            () = sleep.as_mut() => ProxyError::Timeout(self.message).into_response(),
         }
     }
 }
@@ -83,6 +88,7 @@ pub struct BodyTimer {
     sleep: Pin<Box<Sleep>>,
     total: Instant,
     idle: Option<Duration>,
+    message: &'static str,
 }
 
 impl BodyTimer {
@@ -91,12 +97,18 @@ impl BodyTimer {
         total: Instant,
         idle: Option<Duration>,
         now: Instant,
+        message: &'static str,
     ) -> Self {
         let timer_deadline = Self::deadline_after_write(total, idle, now);
         if sleep.deadline() != timer_deadline {
             sleep.as_mut().reset(timer_deadline);
         }
-        BodyTimer { sleep, total, idle }
+        BodyTimer {
+            sleep,
+            total,
+            idle,
+            message,
+        }
     }
 
     fn deadline_after_write(total: Instant, idle: Option<Duration>, now: Instant) -> Instant {
@@ -115,9 +127,15 @@ impl BodyTimer {
     pub fn poll_expired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
         self.sleep.as_mut().poll(cx)
     }
+
+    /// The text appended when the timer fires.
+    pub fn message(&self) -> &'static str {
+        self.message
+    }
 }
 
-/// The bytes appended to a response that timed out after it started.
+/// The queue-proxy's 504 body, appended to a response that timed out after it
+/// started.
 pub const TIMEOUT_MESSAGE: &str = "request timeout";
 
 #[cfg(test)]
