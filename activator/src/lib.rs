@@ -3,8 +3,12 @@
 //! (Crate docs are written once the modules below are in place.)
 
 pub mod backends;
+pub mod config;
+pub mod forward;
 pub mod lb;
+pub mod probe;
 pub mod reporter;
+pub mod resolve;
 pub mod revision;
 pub mod source;
 pub mod throttler;

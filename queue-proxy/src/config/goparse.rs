@@ -147,6 +147,54 @@ pub fn parse_port(s: &str) -> Result<u16, NumError> {
     digits.parse::<u16>().map_err(|_| NumError::Range)
 }
 
+/// Go's `time.ParseDuration` for the non-negative durations configuration uses
+/// (`300ms`, `1.5s`, `1m30s`, `0`): a sequence of decimal numbers, each with a
+/// unit `ns`, `us` (or `µs`), `ms`, `s`, `m`, `h`. A leading `+` is accepted; a
+/// negative duration is out of range here.
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, NumError> {
+    let rest = s.strip_prefix('+').unwrap_or(s);
+    if rest == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    if rest.starts_with('-') {
+        return Err(NumError::Range);
+    }
+    if rest.is_empty() {
+        return Err(NumError::Syntax);
+    }
+    let mut total: f64 = 0.0;
+    let mut rest = rest;
+    while !rest.is_empty() {
+        let number_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or(NumError::Syntax)?;
+        let number = &rest[..number_len];
+        if number.is_empty() || number == "." || number.matches('.').count() > 1 {
+            return Err(NumError::Syntax);
+        }
+        let value: f64 = number.parse().map_err(|_| NumError::Syntax)?;
+        rest = &rest[number_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let nanos_per_unit = match &rest[..unit_len] {
+            "ns" => 1.0,
+            "us" | "µs" | "μs" => 1e3,
+            "ms" => 1e6,
+            "s" => 1e9,
+            "m" => 60e9,
+            "h" => 3600e9,
+            _ => return Err(NumError::Syntax),
+        };
+        total += value * nanos_per_unit;
+        rest = &rest[unit_len..];
+    }
+    if total > u64::MAX as f64 {
+        return Err(NumError::Range);
+    }
+    Ok(std::time::Duration::from_nanos(total.round() as u64))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -273,5 +321,26 @@ mod tests {
         for (input, want) in cases {
             assert_eq!(parse_port(input), *want, "parse_port({input:?})");
         }
+    }
+
+    #[test]
+    fn durations_as_go_parses_them() {
+        use std::time::Duration;
+        for (text, want) in [
+            ("300ms", Duration::from_millis(300)),
+            ("200ms", Duration::from_millis(200)),
+            ("1.5s", Duration::from_millis(1500)),
+            ("1m30s", Duration::from_secs(90)),
+            ("2h", Duration::from_secs(7200)),
+            ("10us", Duration::from_micros(10)),
+            ("0", Duration::ZERO),
+            ("+5s", Duration::from_secs(5)),
+        ] {
+            assert_eq!(parse_duration(text), Ok(want), "{text}");
+        }
+        for bad in ["", "5", "ms", "1.2.3s", "5 s", "5sec", ".s"] {
+            assert_eq!(parse_duration(bad), Err(NumError::Syntax), "{bad}");
+        }
+        assert_eq!(parse_duration("-1s"), Err(NumError::Range));
     }
 }
