@@ -5,6 +5,7 @@
 pub mod backends;
 pub mod config;
 pub mod forward;
+pub mod held;
 pub mod lb;
 pub mod probe;
 pub mod reporter;
