@@ -32,7 +32,7 @@ use bytes::Bytes;
 use http::HeaderMap;
 use http::header::{FORWARDED, HeaderName, HeaderValue};
 
-const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+use crate::headers::X_FORWARDED_FOR;
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 

@@ -50,12 +50,10 @@ impl QueueProxy {
         let started = Instant::now();
         let tunnel_deadline = self.timeouts.head_deadline(started);
         let timeouts = self.timeouts;
-        timeouts
-            .run(
-                started,
-                self.proxy_handler(req, peer, tracked, tunnel_deadline),
-            )
-            .await
+        // Boxed once: the proxying future is large, and moving it by value
+        // through the timeout wrapper cost more than the allocation.
+        let proxying = Box::pin(self.proxy_handler(req, peer, tracked, tunnel_deadline));
+        timeouts.run(started, proxying).await
     }
 
     /// Steps 9–12: Forwarded shim, stats, breaker, proxy.

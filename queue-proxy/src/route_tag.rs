@@ -2,12 +2,13 @@
 //! metrics and span), as upstream's `pkg/queue/routetag_handler.go` computes it.
 //! Headers are not modified; the tag only labels telemetry.
 
-use http::HeaderMap;
+use http::{HeaderMap, HeaderName};
 
 /// Set by the ingress to the tag a request was routed by.
-pub const KNATIVE_SERVING_TAG: &str = "knative-serving-tag";
+pub const KNATIVE_SERVING_TAG: HeaderName = HeaderName::from_static("knative-serving-tag");
 /// Set by the ingress when the request came through the default route.
-pub const KNATIVE_SERVING_DEFAULT_ROUTE: &str = "knative-serving-default-route";
+pub const KNATIVE_SERVING_DEFAULT_ROUTE: HeaderName =
+    HeaderName::from_static("knative-serving-default-route");
 
 /// No tag and no default-route header: tagging is off for the route.
 pub const DISABLED: &str = "kn:disabled";
@@ -18,7 +19,7 @@ pub const UNDEFINED: &str = "kn:undefined";
 
 /// The tag for a request with these headers.
 pub fn route_tag(headers: &HeaderMap) -> &str {
-    let value = |name| {
+    let value = |name: HeaderName| {
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
@@ -41,10 +42,10 @@ mod tests {
     use super::*;
     use http::HeaderValue;
 
-    fn tag(pairs: &[(&'static str, &'static str)]) -> String {
+    fn tag(pairs: &[(HeaderName, &'static str)]) -> String {
         let mut h = HeaderMap::new();
         for (k, v) in pairs {
-            h.insert(*k, HeaderValue::from_static(v));
+            h.insert(k.clone(), HeaderValue::from_static(v));
         }
         route_tag(&h).to_owned()
     }

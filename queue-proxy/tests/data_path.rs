@@ -669,3 +669,48 @@ async fn http1_request_trailers_reach_the_app() {
     assert!(text.contains("len=5 trailer=abc"), "{text}");
     qp.stop().await;
 }
+
+// Idle app connections are closed once they pass the pool's idle timeout, even
+// when no further request comes to check them out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_app_connections_close_after_the_idle_timeout() {
+    let live = Arc::new(AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    {
+        let live = live.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let live = live.clone();
+                live.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(|_req: Request<Incoming>| async {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        Ok::<_, Infallible>(Response::new(full("ok")))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                    live.fetch_sub(1, Ordering::SeqCst);
+                });
+            }
+        });
+    }
+    let qp = Qp::start(app.port(), &[]).await;
+    let burst: Vec<_> = (0..8)
+        .map(|_| tokio::spawn(get(qp.main, "/", &[])))
+        .collect();
+    for b in burst {
+        assert_eq!(within(5, b).await.unwrap().status, StatusCode::OK);
+    }
+    assert!(
+        live.load(Ordering::SeqCst) >= 2,
+        "the burst opened several connections"
+    );
+    // 1.5 s idle timeout, reaped on the next tick of the same period.
+    wait_until("idle connections closed", || {
+        live.load(Ordering::SeqCst) == 0
+    })
+    .await;
+    qp.stop().await;
+}

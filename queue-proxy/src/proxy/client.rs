@@ -25,7 +25,8 @@ use hyper::body::Incoming;
 use hyper::client::conn::{http1, http2};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::time::{Instant, timeout};
@@ -60,6 +61,8 @@ struct Pool {
     idle_timeout: Duration,
     /// Most recently used last.
     idle: Mutex<Vec<Idle>>,
+    /// Whether the task that closes expired idle connections runs.
+    reaping: AtomicBool,
     h2: Mutex<Option<http2::SendRequest<UpstreamBody>>>,
 }
 
@@ -97,6 +100,7 @@ impl AppClient {
                 max_idle,
                 idle_timeout,
                 idle: Mutex::new(Vec::new()),
+                reaping: AtomicBool::new(false),
                 h2: Mutex::new(None),
             }),
         }
@@ -197,14 +201,8 @@ impl Pool {
     }
 
     fn take_idle(&self) -> Option<http1::SendRequest<UpstreamBody>> {
+        self.drop_expired();
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let now = Instant::now();
-        // Oldest first: drop everything that has been idle too long.
-        let expired = idle
-            .iter()
-            .take_while(|c| now.saturating_duration_since(c.since) >= self.idle_timeout)
-            .count();
-        idle.drain(..expired);
         while let Some(conn) = idle.pop() {
             if !conn.sender.is_closed() {
                 return Some(conn.sender);
@@ -213,17 +211,34 @@ impl Pool {
         None
     }
 
-    fn put(&self, sender: http1::SendRequest<UpstreamBody>) {
+    fn put(self: &Arc<Self>, sender: http1::SendRequest<UpstreamBody>) {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        if idle.len() < self.max_idle {
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            if idle.len() >= self.max_idle {
+                return;
+            }
             idle.push(Idle {
                 sender,
                 since: Instant::now(),
             });
         }
+        if !self.reaping.swap(true, Ordering::AcqRel) {
+            tokio::spawn(reap_idle(Arc::downgrade(self), self.idle_timeout));
+        }
+    }
+
+    /// Closes the connections that have been idle too long (the oldest come first).
+    fn drop_expired(&self) {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let expired = idle
+            .iter()
+            .take_while(|c| now.saturating_duration_since(c.since) >= self.idle_timeout)
+            .count();
+        idle.drain(..expired);
     }
 
     fn finish_h1(
@@ -282,6 +297,21 @@ impl Pool {
             .is_some_and(|current| current.is_closed() || sender.is_closed())
         {
             *h2 = None;
+        }
+    }
+}
+
+/// Closes expired idle connections every `period` while the pool lives, so a
+/// burst's connections do not stay open until the next request.
+async fn reap_idle(pool: Weak<Pool>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        match pool.upgrade() {
+            Some(pool) => pool.drop_expired(),
+            None => return,
         }
     }
 }

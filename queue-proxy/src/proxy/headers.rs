@@ -14,19 +14,25 @@
 //! announced, so the announcement is kept instead.
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use std::cell::RefCell;
 use std::net::IpAddr;
 
 use crate::headers::{KNATIVE_SERVING_NAMESPACE, KNATIVE_SERVING_REVISION, X_FORWARDED_FOR};
 
-/// Fixed hop-by-hop headers other than `Connection`, `TE`, `Trailer` and `Upgrade`,
-/// which have rules of their own.
-const HOP_BY_HOP: [&str; 5] = [
-    "proxy-connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "transfer-encoding",
-];
+const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+
+/// Hop-by-hop by rule, whatever `Connection` names.
+fn is_hop_by_hop(name: &HeaderName) -> bool {
+    *name == header::CONNECTION
+        || *name == header::TE
+        || *name == header::UPGRADE
+        || *name == header::TRANSFER_ENCODING
+        || *name == header::PROXY_AUTHENTICATE
+        || *name == header::PROXY_AUTHORIZATION
+        || *name == KEEP_ALIVE
+        || *name == PROXY_CONNECTION
+}
 
 /// The protocol a request asks to upgrade to (`Connection: upgrade` plus
 /// `Upgrade: <proto>`), as Go's `upgradeType` decides it.
@@ -40,12 +46,22 @@ pub fn upgrade_type(headers: &HeaderMap) -> Option<HeaderValue> {
 /// Applies the outbound rules to a request's headers. `upgrade` is the value of
 /// [`upgrade_type`] taken before any header was removed.
 pub fn to_app(headers: &mut HeaderMap, peer: IpAddr, upgrade: Option<HeaderValue>) {
-    headers.remove(KNATIVE_SERVING_REVISION);
-    headers.remove(KNATIVE_SERVING_NAMESPACE);
-    let wants_trailers = has_token(headers, &header::TE, "trailers");
-    remove_hop_by_hop(headers);
-    if wants_trailers {
-        headers.insert(header::TE, HeaderValue::from_static("trailers"));
+    // One pass over the names tells what there is to do; usually nothing.
+    let (mut knative, mut hop) = (false, false);
+    for name in headers.keys() {
+        knative |= *name == KNATIVE_SERVING_REVISION || *name == KNATIVE_SERVING_NAMESPACE;
+        hop |= is_hop_by_hop(name);
+    }
+    if knative {
+        headers.remove(KNATIVE_SERVING_REVISION);
+        headers.remove(KNATIVE_SERVING_NAMESPACE);
+    }
+    if hop {
+        let wants_trailers = has_token(headers, &header::TE, "trailers");
+        remove_hop_by_hop(headers);
+        if wants_trailers {
+            headers.insert(header::TE, HeaderValue::from_static("trailers"));
+        }
     }
     if let Some(proto) = upgrade {
         headers.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));
@@ -56,13 +72,12 @@ pub fn to_app(headers: &mut HeaderMap, peer: IpAddr, upgrade: Option<HeaderValue
 
 /// Applies the inbound rules to a response's headers.
 pub fn from_app(headers: &mut HeaderMap, switching_protocols: bool) {
-    if !switching_protocols {
+    if !switching_protocols && headers.keys().any(is_hop_by_hop) {
         remove_hop_by_hop(headers);
     }
 }
 
-/// Removes `Connection`, the headers it names, the fixed hop-by-hop headers,
-/// `TE` and `Upgrade`.
+/// Removes `Connection`, the headers it names, and every hop-by-hop header.
 fn remove_hop_by_hop(headers: &mut HeaderMap) {
     if headers.contains_key(header::CONNECTION) {
         let named: Vec<HeaderName> = headers
@@ -75,27 +90,52 @@ fn remove_hop_by_hop(headers: &mut HeaderMap) {
         for name in named {
             headers.remove(name);
         }
-        headers.remove(header::CONNECTION);
     }
-    for name in HOP_BY_HOP {
+    let present: Vec<HeaderName> = headers
+        .keys()
+        .filter(|n| is_hop_by_hop(n))
+        .cloned()
+        .collect();
+    for name in present {
         headers.remove(name);
     }
-    headers.remove(header::TE);
-    headers.remove(header::UPGRADE);
+}
+
+thread_local! {
+    /// The last peer's `X-Forwarded-For` value: a connection's requests, and a
+    /// sidecar's few peers (ingress, activator), hit it nearly always.
+    static PEER_VALUE: RefCell<Option<(IpAddr, HeaderValue)>> = const { RefCell::new(None) };
+}
+
+/// The peer's IP as a header value, as Go prints it.
+fn peer_value(peer: IpAddr) -> HeaderValue {
+    // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; Go shows them as IPv4.
+    let peer = peer.to_canonical();
+    PEER_VALUE.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        match &*cached {
+            Some((ip, value)) if *ip == peer => value.clone(),
+            _ => {
+                let value = HeaderValue::from_str(&peer.to_string())
+                    .expect("an IP address is a valid header value");
+                *cached = Some((peer, value.clone()));
+                value
+            }
+        }
+    })
 }
 
 /// `X-Forwarded-For: <prior, joined by ", ">, <peer>`, as Go writes it.
 fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
-    // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d; Go shows them as IPv4.
-    let peer = peer.to_canonical().to_string();
-    let mut prior = headers.get_all(X_FORWARDED_FOR).iter();
+    let peer = peer_value(peer);
+    let mut prior = headers.get_all(&X_FORWARDED_FOR).iter();
     let value = match (prior.next(), prior.next()) {
-        (None, _) => HeaderValue::from_str(&peer),
-        (Some(only), None) => join_forwarded(&[only.as_bytes()], &peer),
+        (None, _) => Ok(peer),
+        (Some(only), None) => join_forwarded(&[only.as_bytes()], peer.as_bytes()),
         (Some(first), Some(second)) => {
             let mut all = vec![first.as_bytes(), second.as_bytes()];
             all.extend(prior.map(HeaderValue::as_bytes));
-            join_forwarded(&all, &peer)
+            join_forwarded(&all, peer.as_bytes())
         }
     };
     if let Ok(value) = value {
@@ -103,14 +143,14 @@ fn append_forwarded_for(headers: &mut HeaderMap, peer: IpAddr) {
     }
 }
 
-fn join_forwarded(prior: &[&[u8]], peer: &str) -> Result<HeaderValue, header::InvalidHeaderValue> {
+fn join_forwarded(prior: &[&[u8]], peer: &[u8]) -> Result<HeaderValue, header::InvalidHeaderValue> {
     let len = prior.iter().map(|p| p.len() + 2).sum::<usize>() + peer.len();
     let mut out = Vec::with_capacity(len);
     for p in prior {
         out.extend_from_slice(p);
         out.extend_from_slice(b", ");
     }
-    out.extend_from_slice(peer.as_bytes());
+    out.extend_from_slice(peer);
     HeaderValue::from_bytes(&out)
 }
 
