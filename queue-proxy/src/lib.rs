@@ -48,11 +48,13 @@ pub mod logging;
 pub mod probes;
 pub mod proxy;
 pub mod readiness;
+pub mod request_log;
 pub mod route_tag;
 pub mod runtime;
 pub mod server;
 pub mod sidecar;
 pub mod stats;
 pub mod timeout;
+pub mod tls;
 
 pub use sidecar::{Sidecar, run};

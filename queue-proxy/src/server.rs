@@ -2,7 +2,8 @@
 //! them up: every server binds `:<port>` on all interfaces, dual-stack, and reads
 //! request headers within 60 s. The main port speaks HTTP/1.1 and h2c (prior
 //! knowledge, and `Upgrade: h2c` via [`crate::h2c`]); admin and metrics speak
-//! HTTP/1.1 only.
+//! HTTP/1.1 only. The TLS port ([`crate::tls`]) serves like the main port once
+//! its [`Accept`] step has done the handshake.
 
 use hyper::body::Incoming;
 use hyper::service::service_fn;
@@ -17,6 +18,7 @@ use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -62,6 +64,38 @@ pub enum ServeError {
         #[source]
         source: io::Error,
     },
+    /// Certificates exist but TLS cannot be served (the message names the
+    /// variable or file at fault).
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+}
+
+/// What turns an accepted TCP connection into the stream HTTP is spoken over:
+/// nothing for the plain ports, a TLS handshake for the TLS port.
+pub trait Accept: Send + Sync + 'static {
+    type Io: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// Runs in the connection's own task, so a slow client does not hold up the
+    /// accept loop; an error drops the connection.
+    fn accept(
+        &self,
+        stream: TcpStream,
+    ) -> impl Future<Output = io::Result<Self::Io>> + Send + 'static;
+}
+
+/// Plain TCP: the connection as accepted.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct PlainTcp;
+
+impl Accept for PlainTcp {
+    type Io = TcpStream;
+
+    fn accept(
+        &self,
+        stream: TcpStream,
+    ) -> impl Future<Output = io::Result<TcpStream>> + Send + 'static {
+        std::future::ready(Ok(stream))
+    }
 }
 
 /// Binds `[::]:port` accepting IPv4 too, or `0.0.0.0:port` where the host has no
@@ -120,6 +154,18 @@ pub async fn serve<H: Handler>(
     protocols: Protocols,
     shutdown: Shutdown,
 ) {
+    serve_with(listener, PlainTcp, handler, protocols, shutdown).await;
+}
+
+/// [`serve`], with `acceptor` run on each connection before HTTP is spoken.
+/// Shutdown also waits for connections still in their `acceptor` step.
+pub async fn serve_with<A: Accept, H: Handler>(
+    listener: TcpListener,
+    acceptor: A,
+    handler: Arc<H>,
+    protocols: Protocols,
+    shutdown: Shutdown,
+) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -151,15 +197,18 @@ pub async fn serve<H: Handler>(
             },
             () = &mut stop => break,
         };
-        serve_connection(stream, peer, &builder, &handler, protocols, &graceful);
+        serve_connection(
+            stream, peer, &acceptor, &builder, &handler, protocols, &graceful,
+        );
     }
     drop(listener);
     graceful.shutdown().await;
 }
 
-fn serve_connection<H: Handler>(
+fn serve_connection<A: Accept, H: Handler>(
     stream: TcpStream,
     peer: SocketAddr,
+    acceptor: &A,
     builder: &Arc<auto::Builder<TokioExecutor>>,
     handler: &Arc<H>,
     protocols: Protocols,
@@ -184,12 +233,20 @@ fn serve_connection<H: Handler>(
         }
     });
     let builder = builder.clone();
-    let conn = builder
-        .serve_connection_with_upgrades(TokioIo::new(stream), service)
-        .into_owned();
-    let conn = graceful.watch(conn);
+    let accepting = acceptor.accept(stream);
+    let watcher = graceful.watcher();
     tokio::spawn(async move {
-        if let Err(err) = conn.await {
+        let io = match accepting.await {
+            Ok(io) => io,
+            Err(err) => {
+                tracing::debug!(error = %err, %peer, "connection setup failed");
+                return;
+            }
+        };
+        let conn = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        if let Err(err) = watcher.watch(conn).await {
             tracing::debug!(error = %err, %peer, "connection ended with an error");
         }
     });

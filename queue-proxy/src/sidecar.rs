@@ -11,10 +11,15 @@
 //!
 //! Binding is a step of its own so tests (and the binary's error path) learn the
 //! bound addresses, or the bind error, before anything is served.
+//!
+//! When the certificates directory holds a pair ([`crate::tls`]), the main handler
+//! is also served over TLS on `QUEUE_SERVING_TLS_PORT`; that server stops with
+//! the others, and the certificate watcher with them.
 
 use std::future::Future;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -29,9 +34,11 @@ use crate::probes::ProbeAnswers;
 use crate::proxy::Proxy;
 use crate::proxy::client::AppClient;
 use crate::readiness::{self, ProbeSpec, Readiness, ReadinessOptions};
-use crate::server::{Protocols, ServeError, Shutdown, bind_dual_stack, serve};
+use crate::server::{Protocols, ServeError, Shutdown, bind_dual_stack, serve, serve_with};
 use crate::stats::{REPORTING_PERIOD, RequestStats, StatReporter, run_reporter};
 use crate::timeout::RequestTimeouts;
+use crate::tls::TlsSetup;
+use crate::tls::certs::RELOAD_INTERVAL;
 
 /// Idle app connections kept when CC = 0 (Go transport's `MaxIdleConns` upstream).
 const UNLIMITED_MAX_IDLE: usize = 1000;
@@ -43,23 +50,41 @@ pub struct Sidecar {
     main: TcpListener,
     admin: TcpListener,
     metrics: TcpListener,
+    tls: Option<(TcpListener, TlsSetup)>,
+    cert_reload_interval: Duration,
 }
 
 impl Sidecar {
-    /// Checks what `config` leaves to be parsed (the readiness probe), then binds
-    /// the main, admin and metrics ports.
+    /// Checks what `config` leaves to be parsed (the readiness probe, and the TLS
+    /// settings when certificates exist), loads the certificate, then binds the
+    /// main, admin and metrics ports, and the TLS port if there is a certificate.
     pub fn bind(config: Config) -> Result<Sidecar, ServeError> {
         let probes = readiness::parse(
             &config.serving_readiness_probe,
             config.enable_multi_container_probes,
         )?;
+        let tls = TlsSetup::from_config(&config)?;
+        let main = bind_dual_stack(config.queue_serving_port)?;
+        let admin = bind_dual_stack(config.admin_port)?;
+        let metrics = bind_dual_stack(config.metrics_port)?;
+        let tls = match tls {
+            Some(setup) => Some((bind_dual_stack(setup.port)?, setup)),
+            None => None,
+        };
         Ok(Sidecar {
             probes,
-            main: bind_dual_stack(config.queue_serving_port)?,
-            admin: bind_dual_stack(config.admin_port)?,
-            metrics: bind_dual_stack(config.metrics_port)?,
+            main,
+            admin,
+            metrics,
+            tls,
+            cert_reload_interval: RELOAD_INTERVAL,
             config,
         })
+    }
+
+    /// How often the certificate files are re-read (upstream: every minute).
+    pub fn set_cert_reload_interval(&mut self, interval: Duration) {
+        self.cert_reload_interval = interval;
     }
 
     /// The main port's address.
@@ -83,6 +108,15 @@ impl Sidecar {
             .expect("a bound listener has an address")
     }
 
+    /// The TLS port's address, when certificates were found.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(|(listener, _)| {
+            listener
+                .local_addr()
+                .expect("a bound listener has an address")
+        })
+    }
+
     /// Serves until `shutdown` completes, then drains and stops in upstream's
     /// phases. Returns once everything is stopped.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
@@ -92,6 +126,8 @@ impl Sidecar {
             main,
             admin,
             metrics,
+            tls,
+            cert_reload_interval,
         } = self;
         let started = Instant::now();
         let stats = Arc::new(RequestStats::new(started));
@@ -121,7 +157,7 @@ impl Sidecar {
                 ..ReadinessOptions::default()
             },
         );
-        let queue = QueueProxy {
+        let queue = Arc::new(QueueProxy {
             probes: ProbeAnswers::new(drainer.clone(), Arc::new(readiness)),
             stats,
             breaker: Breaker::for_container_concurrency(cc),
@@ -133,14 +169,14 @@ impl Sidecar {
                 config.revision_response_start_timeout_seconds,
                 config.revision_idle_timeout_seconds,
             ),
-        };
+        });
         let (terminating_tx, terminating) = watch::channel(false);
 
         let (trigger, stop) = Shutdown::new();
-        let servers = [
+        let mut servers = vec![
             tokio::spawn(serve(
                 main,
-                Arc::new(queue),
+                queue.clone(),
                 Protocols::Http1AndH2c,
                 stop.clone(),
             )),
@@ -154,9 +190,22 @@ impl Sidecar {
                 metrics,
                 Arc::new(AutoscalerMetrics::new(reporter)),
                 Protocols::Http1Only,
-                stop,
+                stop.clone(),
             )),
         ];
+        if let Some((listener, setup)) = tls {
+            tokio::spawn(setup.watcher.watch(cert_reload_interval, stop.clone()));
+            servers.push(tokio::spawn(serve_with(
+                listener,
+                setup.acceptor,
+                queue.clone(),
+                Protocols::Http1AndH2c,
+                stop,
+            )));
+        }
+        // The servers hold the handler now; it goes (with the app connection
+        // pool) when they stop.
+        drop(queue);
 
         shutdown.await;
         let _ = terminating_tx.send(true);
@@ -199,6 +248,7 @@ pub async fn run(
         main = %sidecar.main_addr(),
         admin = %sidecar.admin_addr(),
         metrics = %sidecar.metrics_addr(),
+        tls = ?sidecar.tls_addr(),
         "queue-proxy listening"
     );
     sidecar.run(shutdown).await;

@@ -392,6 +392,8 @@ config_table! {
     upgrade_drain_timeout: Duration = "QUEUE_PROXY_UPGRADE_DRAIN_TIMEOUT_MS", Extension,
         [default "60000"],
         "How long shutdown waits for upgraded connections, in ms (upstream's fixed 60 s; for tests).";
+    certs_dir: String = "QUEUE_PROXY_CERTS_DIR", Extension, [default "/var/lib/knative/certs"],
+        "Directory holding tls.crt and tls.key for internal TLS (tests override it).";
 }
 
 // === help ===

@@ -71,6 +71,7 @@ fn reconciler_env_parses() {
             worker_threads: None,
             drain_quiet_period: std::time::Duration::from_secs(30),
             upgrade_drain_timeout: std::time::Duration::from_secs(60),
+            certs_dir: "/var/lib/knative/certs".into(),
         }
     );
 }
@@ -480,8 +481,8 @@ fn var_rows_describe_their_fields() {
             description: "Max seconds between response writes; 0 disables.",
         }
     );
-    // 24 upstream variables and 5 extensions.
-    assert_eq!(VARS.len(), 29);
+    // 24 upstream variables and 6 extensions.
+    assert_eq!(VARS.len(), 30);
     let mut names: Vec<_> = VARS.iter().map(|v| v.name).collect();
     names.sort_unstable();
     names.dedup();

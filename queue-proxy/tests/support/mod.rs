@@ -85,6 +85,8 @@ pub struct Qp {
     pub main: SocketAddr,
     pub admin: SocketAddr,
     pub metrics: SocketAddr,
+    /// The TLS port, when `QUEUE_PROXY_CERTS_DIR` holds a certificate pair.
+    pub tls: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -97,6 +99,7 @@ impl Qp {
         env.insert("QUEUE_SERVING_PORT".into(), "0".into());
         env.insert("QUEUE_PROXY_ADMIN_PORT".into(), "0".into());
         env.insert("QUEUE_PROXY_METRICS_PORT".into(), "0".into());
+        env.insert("QUEUE_SERVING_TLS_PORT".into(), "0".into());
         env.insert("SERVING_POD".into(), "test-pod-1".into());
         // Stopping a test proxy should not wait out upstream's 30 s quiet period;
         // the drain tests set their own.
@@ -111,6 +114,7 @@ impl Qp {
             main: local(sidecar.main_addr()),
             admin: local(sidecar.admin_addr()),
             metrics: local(sidecar.metrics_addr()),
+            tls: sidecar.tls_addr().map(local),
             stop: Some(stop),
             task: None,
         };
