@@ -12,6 +12,8 @@ use tokio::sync::watch;
 
 use crate::revision::{Revision, RevisionKey};
 
+pub mod static_file;
+
 /// What the source knows about one revision.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RevisionState {
