@@ -5,11 +5,13 @@
 pub mod backends;
 pub mod config;
 pub mod forward;
+pub mod handler;
 pub mod held;
 pub mod lb;
 pub mod probe;
 pub mod reporter;
 pub mod resolve;
 pub mod revision;
+pub mod server;
 pub mod source;
 pub mod throttler;

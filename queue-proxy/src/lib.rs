@@ -53,6 +53,7 @@ pub mod route_tag;
 pub mod runtime;
 pub mod server;
 pub mod sidecar;
+pub mod signals;
 pub mod stats;
 pub mod timeout;
 pub mod tls;

@@ -10,13 +10,11 @@
 //! 0 after a graceful drain, 1 at once on a second SIGTERM/SIGINT (knative.dev/pkg/signals).
 
 use std::ffi::OsString;
-use std::future::Future;
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Arg, ArgAction, Command};
-use tokio::signal::unix::{SignalKind, signal};
 
 use queue_proxy::config::{self, Config, ProcessEnv};
 use queue_proxy::{logging, runtime};
@@ -57,7 +55,7 @@ fn main() -> ExitCode {
     // still drains instead of killing the process.
     let shutdown = {
         let _context = rt.enter();
-        match shutdown_signal() {
+        match queue_proxy::signals::shutdown_signal() {
             Ok(shutdown) => shutdown,
             Err(err) => return fail(format_args!("installing signal handlers: {err}")),
         }
@@ -100,29 +98,4 @@ fn parse_args() -> Vec<OsString> {
         // Anything clap still refuses (there should be nothing) is ignored as a whole.
         Err(_) => args.into_iter().skip(1).collect(),
     }
-}
-
-/// Completes on the first SIGTERM or SIGINT; a second one exits 1 immediately, as
-/// knative.dev/pkg/signals does, for an operator who wants the pod gone now.
-fn shutdown_signal() -> std::io::Result<impl Future<Output = ()> + Send + 'static> {
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        let first = tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        };
-        tracing::info!(signal = first, "received signal, shutting down gracefully");
-        tokio::spawn(async move {
-            let second = tokio::select! {
-                _ = term.recv() => "SIGTERM",
-                _ = int.recv() => "SIGINT",
-            };
-            tracing::error!(
-                signal = second,
-                "received second signal, exiting immediately"
-            );
-            std::process::exit(1);
-        });
-    })
 }

@@ -1,0 +1,190 @@
+//! The assembled activator: binds 8012 and 8013, connects the pieces, serves
+//! until told to stop, then shuts down as upstream's does (spec §9):
+//!
+//! 1. the first SIGTERM fails kubelet health at once;
+//! 2. traffic is still served normally for 45 s (stats keep flowing);
+//! 3. the servers stop accepting and wait, without a deadline, for in-flight
+//!    requests;
+//! 4. the autoscaler websocket is closed.
+//!
+//! How the pieces talk: the [`RevisionSource`] publishes snapshots; one task
+//! keeps the [`Throttler`]'s revisions and activator subsets in step with them;
+//! the [`BackendsManager`] probes the endpoints of each snapshot and sends
+//! [`DestsUpdate`]s to the throttler; the [`ConcurrencyReporter`] sends its
+//! batches to the [`AutoscalerLink`], whose status gates health.
+
+use queue_proxy::server::{Protocols, ServeError, Shutdown, bind_dual_stack, serve};
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::backends::{BackendsManager, BackendsOptions, ProbeOptions};
+use crate::config::Config;
+use crate::forward::Forwarder;
+use crate::handler::ActivatorHandler;
+use crate::held::HeldLimit;
+use crate::probe::Health;
+use crate::reporter::{AutoscalerLink, ConcurrencyReporter, LinkOptions, REPORT_INTERVAL};
+use crate::revision::{DestsUpdate, RevisionKey};
+use crate::source::{RevisionSource, RevisionState, Snapshot};
+use crate::throttler::Throttler;
+
+/// An activator whose listeners are bound.
+pub struct ActivatorServer {
+    config: Config,
+    source: Arc<dyn RevisionSource>,
+    http: TcpListener,
+    h2c: TcpListener,
+}
+
+impl ActivatorServer {
+    /// Binds the HTTP (8012) and h2c (8013) ports of `config`.
+    pub fn bind(config: Config, source: Arc<dyn RevisionSource>) -> Result<Self, ServeError> {
+        Ok(ActivatorServer {
+            http: bind_dual_stack(config.http_port)?,
+            h2c: bind_dual_stack(config.h2c_port)?,
+            config,
+            source,
+        })
+    }
+
+    /// The HTTP port's address.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.http
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// The h2c port's address.
+    pub fn h2c_addr(&self) -> SocketAddr {
+        self.h2c
+            .local_addr()
+            .expect("a bound listener has an address")
+    }
+
+    /// Serves until `shutdown` completes, then drains and stops (spec §9).
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let ActivatorServer {
+            config,
+            source,
+            http,
+            h2c,
+        } = self;
+        let snapshots = source.subscribe();
+
+        let throttler = Arc::new(Throttler::new(Some(config.pod_ip.clone())));
+        let syncing = tokio::spawn(sync_throttler(snapshots.clone(), throttler.clone()));
+
+        let (dests_tx, dests_rx) = mpsc::unbounded_channel();
+        let backends = BackendsManager::new(
+            snapshots.clone(),
+            dests_tx,
+            BackendsOptions {
+                probe: ProbeOptions {
+                    timeout: config.probe_timeout,
+                    max_interval: config.probe_frequency,
+                    ..ProbeOptions::default()
+                },
+                ..BackendsOptions::default()
+            },
+        )
+        .spawn();
+        let forwarder = Forwarder::new(config.max_idle_per_host);
+        let applying = tokio::spawn(apply_dests(dests_rx, snapshots.clone(), throttler.clone()));
+
+        let (batches_tx, batches_rx) = mpsc::unbounded_channel();
+        let reporter = Arc::new(ConcurrencyReporter::new(
+            config.pod_name.clone(),
+            batches_tx,
+        ));
+        let reporting = tokio::spawn(reporter.clone().run(REPORT_INTERVAL));
+        let link =
+            AutoscalerLink::spawn(config.autoscaler_url(), batches_rx, LinkOptions::default());
+
+        let health = Arc::new(Health::new(link.status()));
+        let handler = Arc::new(ActivatorHandler {
+            health: health.clone(),
+            revisions: snapshots,
+            cluster_domain: config.cluster_domain.clone(),
+            reporter,
+            throttler,
+            forwarder,
+            held: HeldLimit::new(config.max_held_per_revision),
+        });
+
+        let (trigger, stop) = Shutdown::new();
+        let servers = [
+            tokio::spawn(serve(
+                http,
+                handler.clone(),
+                Protocols::Http1AndH2c,
+                stop.clone(),
+            )),
+            tokio::spawn(serve(h2c, handler, Protocols::Http1AndH2c, stop)),
+        ];
+
+        shutdown.await;
+        health.shutting_down();
+        tracing::info!(drain = ?config.drain_timeout, "received TERM signal; serving until the drain ends");
+        tokio::time::sleep(config.drain_timeout).await;
+        trigger.fire();
+        for server in servers {
+            let _ = server.await;
+        }
+        link.shutdown().await;
+        for task in [syncing, applying, reporting, backends] {
+            task.abort();
+        }
+        tracing::info!("shutdown complete");
+    }
+}
+
+/// Keeps the throttler's revisions and activator subsets in step with the
+/// source: upstream's Revision and public-Endpoints informer handlers.
+async fn sync_throttler(mut snapshots: watch::Receiver<Snapshot>, throttler: Arc<Throttler>) {
+    let mut known: BTreeMap<RevisionKey, RevisionState> = BTreeMap::new();
+    loop {
+        let current = snapshots.borrow_and_update().clone();
+        for (key, state) in current.iter() {
+            let previous = known.get(key);
+            if previous.is_none_or(|p| p.revision != state.revision) {
+                throttler.upsert_revision(&state.revision);
+            }
+            if previous.is_none_or(|p| p.activators != state.activators) {
+                throttler.update_activators(key, &state.activators);
+            }
+        }
+        for key in known.keys().filter(|k| !current.contains_key(*k)) {
+            throttler.remove_revision(key);
+        }
+        known = current
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        if snapshots.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Hands the backends' updates to the throttler, making sure it knows the
+/// revision first (the sync task may not have seen the snapshot yet).
+async fn apply_dests(
+    mut updates: mpsc::UnboundedReceiver<DestsUpdate>,
+    snapshots: watch::Receiver<Snapshot>,
+    throttler: Arc<Throttler>,
+) {
+    while let Some(update) = updates.recv().await {
+        let revision = snapshots
+            .borrow()
+            .get(&update.key)
+            .map(|s| s.revision.clone());
+        if let Some(revision) = revision {
+            throttler.upsert_revision(&revision);
+        }
+        throttler.update_dests(update);
+    }
+}

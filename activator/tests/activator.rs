@@ -1,0 +1,515 @@
+//! The whole activator over real sockets: a loopback autoscaler that decodes the
+//! stat frames, fake pods and real queue-proxies as backends, and the static
+//! source flipped the way endpoints change in a cluster.
+
+use activator::config::Config;
+use activator::revision::{Protocol, Revision, RevisionKey};
+use activator::server::ActivatorServer;
+use activator::source::static_file::StaticFileSource;
+use activator::source::{RevisionState, Snapshot};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http::{Request, Response};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use metrics_proto::{Message, WireStatMessages};
+use std::collections::{BTreeMap, HashMap};
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+// === harness ===
+
+/// A stand-in autoscaler: accepts the activator's websocket and decodes every
+/// binary frame as `WireStatMessages`.
+async fn autoscaler() -> (String, mpsc::UnboundedReceiver<WireStatMessages>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("ws://{}", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.next().await {
+                    if let tokio_tungstenite::tungstenite::Message::Binary(data) = msg {
+                        let _ = tx.send(WireStatMessages::decode(data).expect("frame decodes"));
+                    }
+                }
+            });
+        }
+    });
+    (url, rx)
+}
+
+fn revision(name: &str, cc: u32, timeout_secs: u64) -> RevisionState {
+    RevisionState {
+        revision: Revision {
+            key: RevisionKey::new("real-namespace", name),
+            container_concurrency: cc,
+            timeout: Duration::from_secs(timeout_secs),
+            response_start_timeout: None,
+            idle_timeout: None,
+            protocol: Protocol::Http1,
+        },
+        ready: vec![],
+        not_ready: vec![],
+        cluster_ip: None,
+        activators: vec![],
+        probe_optimisation: true,
+    }
+}
+
+fn snapshot(states: Vec<RevisionState>) -> Snapshot {
+    Arc::new(
+        states
+            .into_iter()
+            .map(|s| (s.revision.key.clone(), s))
+            .collect::<BTreeMap<_, _>>(),
+    )
+}
+
+struct Harness {
+    addr: SocketAddr,
+    source: Arc<StaticFileSource>,
+    frames: mpsc::UnboundedReceiver<WireStatMessages>,
+    stop: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Harness {
+    async fn start(states: Vec<RevisionState>, extra: &[(&str, &str)]) -> Harness {
+        let (url, frames) = autoscaler().await;
+        let mut env: HashMap<String, String> = [
+            ("POD_NAME", "activator-test"),
+            ("POD_IP", "127.0.0.1"),
+            ("SYSTEM_NAMESPACE", "knative-serving"),
+            ("ACTIVATOR_HTTP_PORT", "0"),
+            ("ACTIVATOR_H2C_PORT", "0"),
+            ("ACTIVATOR_DRAIN_TIMEOUT_MS", "0"),
+            ("ACTIVATOR_AUTOSCALER_URL", url.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        for (k, v) in extra {
+            env.insert((*k).to_owned(), (*v).to_owned());
+        }
+        let config = Config::from_env(&env, None).unwrap();
+        let source = Arc::new(StaticFileSource::from_snapshot(snapshot(states)));
+        let server = ActivatorServer::bind(config, source.clone()).unwrap();
+        let addr = SocketAddr::from(([127, 0, 0, 1], server.http_addr().port()));
+        let (stop, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async move {
+            let _ = stopped.await;
+        }));
+        let harness = Harness {
+            addr,
+            source,
+            frames,
+            stop: Some(stop),
+            task,
+        };
+        harness.wait_ready().await;
+        harness
+    }
+
+    /// Until kubelet health passes: the autoscaler link is up.
+    async fn wait_ready(&self) {
+        within(10, async {
+            loop {
+                if get(self.addr, "/", &[("user-agent", "kube-probe/1.30")])
+                    .await
+                    .0
+                    == 200
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+    }
+
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        within(10, self.task).await.unwrap();
+    }
+}
+
+async fn within<T>(secs: u64, f: impl Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(secs), f)
+        .await
+        .expect("timed out")
+}
+
+/// One request on a new HTTP/1.1 connection: status, headers, body.
+async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> (u16, http::HeaderMap, String) {
+    let stream = TcpStream::connect(addr).await.unwrap();
+    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let resp = tx.send_request(req).await.unwrap();
+    let (parts, body) = resp.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    (
+        parts.status.as_u16(),
+        parts.headers,
+        String::from_utf8_lossy(&body).into_owned(),
+    )
+}
+
+async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut req = Request::get(path).header("host", "example.com");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let (status, _, body) = send(addr, req.body(Full::new(Bytes::new())).unwrap()).await;
+    (status, body)
+}
+
+fn for_revision(name: &str) -> [(&'static str, String); 2] {
+    [
+        ("knative-serving-namespace", "real-namespace".to_owned()),
+        ("knative-serving-revision", name.to_owned()),
+    ]
+}
+
+/// A fake pod: answers the activator's probe like a ready queue-proxy, and
+/// echoes every other request's Host and headers.
+async fn fake_pod(hits: Arc<AtomicUsize>) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let hits = hits.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: Request<Incoming>| {
+                    let hits = hits.clone();
+                    async move {
+                        let ua = req
+                            .headers()
+                            .get("user-agent")
+                            .map(|v| v.as_bytes().to_vec());
+                        if ua.as_deref() == Some(b"Knative-Activator-Probe") {
+                            return Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(
+                                "queue",
+                            ))));
+                        }
+                        hits.fetch_add(1, Ordering::SeqCst);
+                        let mut text = String::new();
+                        for (k, v) in req.headers() {
+                            text.push_str(&format!("{k}: {}\n", v.to_str().unwrap_or("?")));
+                        }
+                        Ok(Response::new(Full::new(Bytes::from(text))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn echoed<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    body.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+}
+
+// === tests ===
+
+// §10 checks 10, 12, 11.
+#[tokio::test]
+async fn unknown_revisions_are_404_and_the_host_form_resolves() {
+    let pod = fake_pod(Arc::default()).await;
+    let mut rev = revision("real-name", 10, 300);
+    rev.ready = vec![pod.to_string()];
+    let h = Harness::start(vec![rev], &[]).await;
+
+    let (status, body) = get(
+        h.addr,
+        "/",
+        &[
+            ("knative-serving-namespace", "foospace"),
+            ("knative-serving-revision", "fooname"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        "Error getting active endpoint: revision.serving.knative.dev \"fooname\" not found\n"
+    );
+    let (status, body) = get(h.addr, "/", &[]).await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        "Error getting active endpoint: revision.serving.knative.dev \"\" not found\n"
+    );
+
+    for host in [
+        "real-name.real-namespace.svc.cluster.local",
+        "real-name.real-namespace.svc.cluster.local:80",
+    ] {
+        let req = Request::get("/")
+            .header("host", host)
+            .body(Full::new(Bytes::new()))
+            .unwrap();
+        let (status, _, body) = within(5, send(h.addr, req)).await;
+        assert_eq!(status, 200, "{host}: {body}");
+    }
+    h.stop().await;
+}
+
+// §10 checks 13, 14, 19: what the pod sees.
+#[tokio::test]
+async fn forwarded_request_carries_upstreams_headers() {
+    let pod = fake_pod(Arc::default()).await;
+    let mut rev = revision("real-name", 10, 300);
+    rev.ready = vec![pod.to_string()];
+    let h = Harness::start(vec![rev], &[]).await;
+
+    let [(n1, v1), (n2, v2)] = for_revision("real-name");
+    let req = Request::post("/path?x=1")
+        .header("host", "test-host")
+        .header(n1, v1)
+        .header(n2, v2)
+        .header("k-network-hash", "x")
+        .body(Full::new(Bytes::from("payload")))
+        .unwrap();
+    let (status, _, body) = within(5, send(h.addr, req)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(echoed(&body, "k-original-host"), Some("test-host"));
+    assert_eq!(echoed(&body, "host"), Some(pod.to_string().as_str()));
+    assert_eq!(echoed(&body, "k-proxy-request"), Some("activator"));
+    assert_eq!(echoed(&body, "knative-serving-namespace"), None);
+    assert_eq!(echoed(&body, "knative-serving-revision"), None);
+    assert_eq!(echoed(&body, "k-network-hash"), None);
+
+    // A K-Original-Host already there is kept.
+    let [(n1, v1), (n2, v2)] = for_revision("real-name");
+    let req = Request::get("/")
+        .header("host", "test-host")
+        .header("k-original-host", "a")
+        .header(n1, v1)
+        .header(n2, v2)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (_, _, body) = within(5, send(h.addr, req)).await;
+    assert_eq!(echoed(&body, "k-original-host"), Some("a"));
+    h.stop().await;
+}
+
+// §10 check 18: no backends, timeout 1 s.
+#[tokio::test]
+async fn a_request_held_past_the_revision_timeout_gets_504() {
+    let h = Harness::start(vec![revision("real-name", 10, 1)], &[]).await;
+    let started = Instant::now();
+    let [a, b] = for_revision("real-name");
+    let (status, body) = within(5, get(h.addr, "/", &[(a.0, &a.1), (b.0, &b.1)])).await;
+    assert_eq!((status, body.as_str()), (504, "activator request timeout"));
+    assert!(started.elapsed() >= Duration::from_millis(950));
+    h.stop().await;
+}
+
+// §10 checks 1–3: health follows the autoscaler link and SIGTERM.
+#[tokio::test]
+async fn health_needs_the_autoscaler_link_and_fails_after_sigterm() {
+    // The autoscaler never answers: not ready.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let (url, _frames) = autoscaler().await;
+    let env: HashMap<String, String> = [
+        ("POD_NAME", "a"),
+        ("POD_IP", "127.0.0.1"),
+        ("SYSTEM_NAMESPACE", "knative-serving"),
+        ("ACTIVATOR_HTTP_PORT", "0"),
+        ("ACTIVATOR_H2C_PORT", "0"),
+        ("ACTIVATOR_AUTOSCALER_URL", &format!("ws://{closed}")),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let config = Config::from_env(&env, None).unwrap();
+    let source = Arc::new(StaticFileSource::from_snapshot(snapshot(vec![])));
+    let server = ActivatorServer::bind(config, source).unwrap();
+    let addr = SocketAddr::from(([127, 0, 0, 1], server.http_addr().port()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let task = tokio::spawn(server.run(async move {
+        let _ = stopped.await;
+    }));
+    let (status, body) = get(addr, "/anything", &[("user-agent", "kube-probe/1.30")]).await;
+    assert_eq!(
+        (status, body.as_str()),
+        (500, "connection has not yet been established\n")
+    );
+    drop(stop);
+    task.abort();
+    drop(url);
+
+    // With the link up: 200; after SIGTERM: 500, while traffic is still served.
+    let pod = fake_pod(Arc::default()).await;
+    let mut rev = revision("real-name", 10, 300);
+    rev.ready = vec![pod.to_string()];
+    let mut h = Harness::start(vec![rev], &[("ACTIVATOR_DRAIN_TIMEOUT_MS", "1500")]).await;
+    let (status, body) = get(h.addr, "/", &[("user-agent", "kube-probe/1.30")]).await;
+    assert_eq!((status, body.as_str()), (200, ""));
+    let _ = h.stop.take().unwrap().send(());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for probe in [("user-agent", "kube-probe/1.30"), ("k-kubelet-probe", "1")] {
+        let (status, body) = get(h.addr, "/", &[probe]).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (500, "received SIGTERM from kubelet\n")
+        );
+    }
+    let [a, b] = for_revision("real-name");
+    let (status, _) = get(h.addr, "/", &[(a.0, &a.1), (b.0, &b.1)]).await;
+    assert_eq!(status, 200);
+    within(10, h.task).await.unwrap();
+}
+
+// Beyond upstream: the opt-in cap on held requests.
+#[tokio::test]
+async fn held_requests_past_the_cap_get_503() {
+    let h = Harness::start(
+        vec![revision("real-name", 1, 300)],
+        &[("ACTIVATOR_MAX_HELD_PER_REVISION", "2")],
+    )
+    .await;
+    let addr = h.addr;
+    let held: Vec<_> = (0..2)
+        .map(|_| {
+            tokio::spawn(async move {
+                let [a, b] = for_revision("real-name");
+                get(addr, "/", &[(a.0, &a.1), (b.0, &b.1)]).await
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let [a, b] = for_revision("real-name");
+    let (status, body) = within(5, get(h.addr, "/", &[(a.0, &a.1), (b.0, &b.1)])).await;
+    assert_eq!(status, 503);
+    assert_eq!(
+        body,
+        "too many requests held for revision real-namespace/real-name\n"
+    );
+    for task in held {
+        task.abort();
+    }
+    h.stop().await;
+}
+
+// The cold start, end to end: 50 requests held for a revision with no pod, the
+// poke sent before any pod exists; then a real app and queue-proxy start, the
+// source flips, and every held request succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cold_start_releases_fifty_held_requests() {
+    let mut h = Harness::start(vec![revision("real-name", 10, 60)], &[]).await;
+    let addr = h.addr;
+    let held: Vec<_> = (0..50)
+        .map(|_| {
+            tokio::spawn(async move {
+                let [a, b] = for_revision("real-name");
+                get(addr, "/", &[(a.0, &a.1), (b.0, &b.1)]).await
+            })
+        })
+        .collect();
+    // The poke arrives before any pod exists.
+    let poke = within(5, h.frames.recv()).await.unwrap();
+    assert_eq!(poke.messages.len(), 1);
+    let message = &poke.messages[0];
+    assert_eq!(
+        (message.namespace.as_str(), message.name.as_str()),
+        ("real-namespace", "real-name")
+    );
+    let stat = message.stat.as_ref().unwrap();
+    assert_eq!(stat.pod_name, "activator-test");
+    assert_eq!(
+        (stat.average_concurrent_requests, stat.request_count),
+        (1.0, 1.0)
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        held.iter().all(|t| !t.is_finished()),
+        "requests must be held"
+    );
+
+    // The pod starts: the app, then its queue-proxy.
+    let first_hit: Arc<parking_lot::Mutex<Option<Instant>>> = Arc::default();
+    let app = {
+        let first_hit = first_hit.clone();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let app = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let first_hit = first_hit.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |_req: Request<Incoming>| {
+                        first_hit.lock().get_or_insert_with(Instant::now);
+                        async {
+                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello"))))
+                        }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        app
+    };
+    let mut qp_env = queue_proxy::config::test_env(app.port());
+    for k in [
+        "QUEUE_SERVING_PORT",
+        "QUEUE_PROXY_ADMIN_PORT",
+        "QUEUE_PROXY_METRICS_PORT",
+    ] {
+        qp_env.insert(k.into(), "0".into());
+    }
+    qp_env.insert("QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS".into(), "0".into());
+    let qp = queue_proxy::Sidecar::bind(queue_proxy::config::Config::from_env(&qp_env).unwrap())
+        .unwrap();
+    let qp_addr = SocketAddr::from(([127, 0, 0, 1], qp.main_addr().port()));
+    let (qp_stop, qp_stopped) = oneshot::channel::<()>();
+    let qp_task = tokio::spawn(qp.run(async move {
+        let _ = qp_stopped.await;
+    }));
+
+    // The endpoints flip: the pod appears (not yet ready in Kubernetes' eyes).
+    let flipped = Instant::now();
+    h.source.modify(|revisions| {
+        let state = revisions
+            .get_mut(&RevisionKey::new("real-namespace", "real-name"))
+            .unwrap();
+        state.not_ready = vec![qp_addr.to_string()];
+    });
+    for task in held {
+        let (status, body) = within(20, task).await.unwrap();
+        assert_eq!((status, body.as_str()), (200, "hello"));
+    }
+    let released_after = first_hit.lock().expect("the app was hit") - flipped;
+    eprintln!(
+        "cold start: first held request reached the app {released_after:?} after the pod appeared"
+    );
+    let _ = qp_stop.send(());
+    let _ = within(10, qp_task).await;
+    h.stop().await;
+}
