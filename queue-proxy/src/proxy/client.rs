@@ -118,8 +118,11 @@ impl AppClient {
         &self,
         req: Request<UpstreamBody>,
     ) -> Result<(Response<Incoming>, Option<Checkin>), UpstreamError> {
+        // The rarer paths (h2c, dialing, retrying) are boxed: their futures are
+        // large, and every request's future would otherwise carry (and copy)
+        // their full size.
         if req.version() == Version::HTTP_2 {
-            self.send_h2(req).await.map(|resp| (resp, None))
+            Box::pin(self.send_h2(req)).await.map(|resp| (resp, None))
         } else {
             self.send_h1(req).await
         }
@@ -131,28 +134,33 @@ impl AppClient {
     ) -> Result<(Response<Incoming>, Option<Checkin>), UpstreamError> {
         let (mut sender, reused) = self.pool.checkout_h1().await?;
         let replay = if reused { Replay::of(&req) } else { None };
-        let err = match sender.try_send_request(req).await {
-            Ok(resp) => return Ok(self.pool.finish_h1(resp, sender)),
+        match sender.try_send_request(req).await {
+            Ok(resp) => Ok(self.pool.finish_h1(resp, sender)),
             Err(mut err) => {
                 let unsent = err.take_message();
                 let err = err.into_error();
-                if !reused || !is_stale_connection(&err) {
-                    return Err(UpstreamError::Http(err));
+                if reused
+                    && is_stale_connection(&err)
+                    && let Some(retry) = unsent.or_else(|| replay.map(Replay::rebuild))
+                {
+                    tracing::debug!(error = %err, "retrying on a fresh connection");
+                    return Box::pin(self.send_h1_fresh(retry)).await;
                 }
-                match unsent.or_else(|| replay.map(Replay::rebuild)) {
-                    Some(retry) => {
-                        tracing::debug!(error = %err, "retrying on a fresh connection");
-                        let mut fresh = self.pool.connect_h1().await?;
-                        return match fresh.send_request(retry).await {
-                            Ok(resp) => Ok(self.pool.finish_h1(resp, fresh)),
-                            Err(err) => Err(UpstreamError::Http(err)),
-                        };
-                    }
-                    None => err,
-                }
+                Err(UpstreamError::Http(err))
             }
-        };
-        Err(UpstreamError::Http(err))
+        }
+    }
+
+    /// The one retry: a new connection, whatever happens.
+    async fn send_h1_fresh(
+        &self,
+        req: Request<UpstreamBody>,
+    ) -> Result<(Response<Incoming>, Option<Checkin>), UpstreamError> {
+        let mut fresh = self.pool.connect_h1().await?;
+        match fresh.send_request(req).await {
+            Ok(resp) => Ok(self.pool.finish_h1(resp, fresh)),
+            Err(err) => Err(UpstreamError::Http(err)),
+        }
     }
 
     async fn send_h2(
@@ -193,11 +201,11 @@ impl Pool {
             }
             // The last response just ended; hyper marks the connection idle in a
             // moment, unless the app is still reading the previous request body.
-            if let Ok(Ok(())) = timeout(POOLED_READY_WAIT, sender.ready()).await {
+            if let Ok(Ok(())) = Box::pin(timeout(POOLED_READY_WAIT, sender.ready())).await {
                 return Ok((sender, true));
             }
         }
-        Ok((self.connect_h1().await?, false))
+        Ok((Box::pin(self.connect_h1()).await?, false))
     }
 
     fn take_idle(&self) -> Option<http1::SendRequest<UpstreamBody>> {
