@@ -59,7 +59,10 @@ async fn a_thousand_aborted_requests_leave_concurrency_at_zero() {
     })
     .await;
     // Summed over shards, the average may carry float rounding.
-    assert!(busy.average_concurrent_requests <= 1000.0 + 1e-6, "{busy:?}");
+    assert!(
+        busy.average_concurrent_requests <= 1000.0 + 1e-6,
+        "{busy:?}"
+    );
 
     // All 1000 clients go away.
     drop(clients);

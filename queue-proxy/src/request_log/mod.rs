@@ -19,10 +19,10 @@
 //!   the line, `Invalid request log template: method: M, response code: C, latency: L, url:
 //!   U` (upstream's `fmt.Fprintf` with `%v`).
 //!
-//! The data a template sees is [`data`]; the engine is [`template`]; Go's number and string
-//! formatting is [`gofmt`]; `net/url` behaviour is [`gourl`].
+//! The data a template sees is in `data`; the engine is [`template`]; Go's number and
+//! string formatting is [`gofmt`]; `net/url` behaviour is [`gourl`].
 
-pub mod data;
+pub(crate) mod data;
 pub mod entry;
 pub mod gofmt;
 pub(crate) mod gounicode;

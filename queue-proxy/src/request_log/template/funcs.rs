@@ -122,21 +122,14 @@ pub(super) fn call<'a>(
 ) -> Result<Value<'a>, String> {
     let owned = |v: Vec<u8>| Ok(Value::Str(Cow::Owned(v)));
     match f {
-        Builtin::Html => {
-            let s = gofmt::eval_args(&args).map_err(unprintable)?;
-            let mut out = Vec::with_capacity(s.len());
-            html_escape(&mut out, &s);
-            owned(out)
-        }
-        Builtin::Js => {
-            let s = gofmt::eval_args(&args).map_err(unprintable)?;
-            let mut out = Vec::with_capacity(s.len());
-            js_escape(&mut out, &s);
-            owned(out)
-        }
+        Builtin::Html => escaper(args, html_needs_escape, html_escape),
+        Builtin::Js => escaper(args, js_needs_escape, js_escape),
         Builtin::Urlquery => {
-            let s = gofmt::eval_args(&args).map_err(unprintable)?;
-            owned(query_escape(&s).into_owned())
+            let s = escaper_input(args)?;
+            match query_escape(&s) {
+                Cow::Borrowed(_) => Ok(Value::Str(s)),
+                Cow::Owned(escaped) => owned(escaped),
+            }
         }
         Builtin::Print => {
             let mut out = Vec::new();
@@ -173,6 +166,51 @@ pub(super) fn call<'a>(
         // Short-circuiting: evaluated by the executor before arguments are.
         Builtin::And | Builtin::Or => Err("and/or are evaluated by the executor".into()),
     }
+}
+
+/// The text an escaping function works on (Go's `evalArgs`), taking a lone string argument
+/// as it is, without a copy.
+fn escaper_input(args: Vec<Value<'_>>) -> Result<Cow<'_, [u8]>, String> {
+    match <[Value<'_>; 1]>::try_from(args) {
+        Ok([Value::Str(s)]) => Ok(s),
+        Ok([other]) => Ok(Cow::Owned(
+            gofmt::eval_args(&[other])
+                .map_err(unprintable)?
+                .into_owned(),
+        )),
+        Err(args) => Ok(Cow::Owned(
+            gofmt::eval_args(&args).map_err(unprintable)?.into_owned(),
+        )),
+    }
+}
+
+/// `html`/`js`: like Go's `HTMLEscapeString`/`JSEscapeString`, the input itself comes back
+/// when nothing needs escaping (no allocation for the common case).
+fn escaper<'a>(
+    args: Vec<Value<'a>>,
+    needs_escape: fn(&[u8]) -> bool,
+    escape: fn(&mut Vec<u8>, &[u8]),
+) -> Result<Value<'a>, String> {
+    let s = escaper_input(args)?;
+    if !needs_escape(&s) {
+        return Ok(Value::Str(s));
+    }
+    let mut out = Vec::with_capacity(s.len() + 16);
+    escape(&mut out, &s);
+    Ok(Value::Str(Cow::Owned(out)))
+}
+
+fn html_needs_escape(s: &[u8]) -> bool {
+    s.iter()
+        .any(|c| matches!(c, 0 | b'"' | b'\'' | b'&' | b'<' | b'>'))
+}
+
+/// Go's `jsIsSpecial` over bytes. A non-ASCII byte counts as special, as in Go: the escaper
+/// then decides per rune, possibly copying it unchanged.
+fn js_needs_escape(s: &[u8]) -> bool {
+    s.iter().any(|&c| {
+        !(b' '..0x80).contains(&c) || matches!(c, b'\\' | b'\'' | b'"' | b'<' | b'>' | b'&' | b'=')
+    })
 }
 
 /// Go's `template.HTMLEscape`.
@@ -549,6 +587,23 @@ mod tests {
         let mut out = Vec::new();
         js_escape(&mut out, b"a\xffb");
         assert_eq!(out, b"a\xffb");
+    }
+
+    #[test]
+    fn escapers_return_their_input_when_nothing_changes() {
+        for f in [Builtin::Js, Builtin::Html, Builtin::Urlquery] {
+            let v = call(f, vec![Value::str(b"plain-text_1")], "").unwrap();
+            assert!(
+                matches!(v, Value::Str(Cow::Borrowed(s)) if s == b"plain-text_1"),
+                "{f:?}"
+            );
+        }
+        let v = call(Builtin::Js, vec![Value::str(b"a=b")], "").unwrap();
+        assert!(matches!(&v, Value::Str(Cow::Owned(o)) if o == b"a\\u003Db"));
+        let v = call(Builtin::Urlquery, vec![Value::str(b"a b")], "").unwrap();
+        assert!(matches!(&v, Value::Str(Cow::Owned(o)) if o == b"a+b"));
+        let v = call(Builtin::Js, vec![Value::int(1), Value::str(b"<")], "").unwrap();
+        assert!(matches!(&v, Value::Str(Cow::Owned(o)) if o == b"1\\u003C"));
     }
 
     #[test]
