@@ -71,7 +71,7 @@ pub fn answer(health: &Health, headers: &mut HeaderMap) -> Option<Response<Proxy
         .as_ref()
         .is_some_and(|v| v.as_bytes() == NETWORK_PROBE_VALUE.as_bytes())
     {
-        return Some(network_probe(headers));
+        return Some(queue_proxy::probes::network_probe(headers));
     }
     headers.remove(K_NETWORK_HASH);
     let probe = probe?;
@@ -89,20 +89,6 @@ pub fn answer(health: &Health, headers: &mut HeaderMap) -> Option<Response<Proxy
         go_quote(&html_escape(&value))
     );
     Some(go_http_error(StatusCode::BAD_REQUEST, &message))
-}
-
-fn network_probe(headers: &HeaderMap) -> Response<ProxyBody> {
-    match headers.get(K_NETWORK_HASH).filter(|h| !h.is_empty()) {
-        Some(hash) => {
-            let mut resp = Response::new(ProxyBody::empty());
-            resp.headers_mut().insert(K_NETWORK_HASH, hash.clone());
-            resp
-        }
-        None => go_http_error(
-            StatusCode::BAD_REQUEST,
-            "a probe request must contain a non-empty \"K-Network-Hash\" header",
-        ),
-    }
 }
 
 /// Go's `html.EscapeString`.

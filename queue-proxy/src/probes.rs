@@ -104,8 +104,9 @@ impl ProbeAnswers {
     }
 }
 
-/// `serveKProbe`: echo the hash, or refuse a probe without one.
-fn network_probe(headers: &HeaderMap) -> Response<ProxyBody> {
+/// `serveKProbe`: echo the hash, or refuse a probe without one. The activator
+/// answers network probes the same way.
+pub fn network_probe(headers: &HeaderMap) -> Response<ProxyBody> {
     match headers.get(K_NETWORK_HASH).filter(|h| !h.is_empty()) {
         Some(hash) => {
             let mut resp = Response::new(ProxyBody::empty());
