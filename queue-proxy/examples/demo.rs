@@ -43,6 +43,8 @@ async fn main() {
         ("QUEUE_PROXY_METRICS_PORT", "0"),
         ("SERVING_POD", "demo-00001-deployment-abc12"),
         ("CONTAINER_CONCURRENCY", "2"),
+        // The demo stops at once instead of draining for upstream's 30 s.
+        ("QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS", "0"),
     ] {
         env.insert(k.into(), v.into());
     }
