@@ -24,6 +24,7 @@ use tokio::time::Instant;
 use crate::breaker::Permit;
 use crate::drain::Tracked;
 use crate::proxy::client::Checkin;
+use crate::request_log::LogGuard;
 use crate::stats::InFlight;
 use crate::timeout::BodyTimer;
 
@@ -43,6 +44,8 @@ pub struct Completion {
     /// Anything else held until the response is over (the activator's
     /// throttler lease and per-revision stats guard).
     pub held: Option<Box<dyn Send + Sync>>,
+    /// The request-log line, written once the response is over.
+    pub log: Option<LogGuard>,
 }
 
 impl Completion {
@@ -99,6 +102,16 @@ impl ProxyBody {
         }
     }
 
+    /// Logs the request once this body is over: at once for a local body,
+    /// at the end of the app's body otherwise (its bytes counted on the way).
+    pub fn with_log(mut self, mut log: LogGuard) -> Self {
+        match &mut self {
+            ProxyBody::Local { data } => log.wrote(data.as_ref().map_or(0, Bytes::len)),
+            ProxyBody::Upstream { completion, .. } => completion.log = Some(log),
+        }
+        self
+    }
+
     /// Puts the body under `timer` (local bodies are complete already).
     pub fn with_timer(self, timer: BodyTimer) -> Self {
         match self {
@@ -152,10 +165,13 @@ impl Body for ProxyBody {
                 match &polled {
                     Poll::Ready(None) => completion.complete(),
                     Poll::Ready(Some(Ok(frame))) => {
-                        if let Some(t) = timer
-                            && frame.is_data()
-                        {
-                            t.wrote();
+                        if let Some(data) = frame.data_ref() {
+                            if let Some(t) = timer {
+                                t.wrote();
+                            }
+                            if let Some(log) = &mut completion.log {
+                                log.wrote(data.len());
+                            }
                         }
                         // With a Content-Length, hyper stops polling once the last
                         // byte arrived, so the end is seen here, not as a `None`.

@@ -1,5 +1,5 @@
 //! The main port's request chain, in upstream's order (§3 of the spec, outermost
-//! first): drainer ([`crate::probes`] answers, quiet-period resets) → in-flight tracking →
+//! first): request log (when enabled; it sees probes too) → drainer ([`crate::probes`] answers, quiet-period resets) → in-flight tracking →
 //! timeouts → Forwarded shim → ProxyHandler (kubelet-probe bypass, autoscaler
 //! stats, `K-Original-Host`, breaker) → reverse proxy.
 
@@ -17,6 +17,7 @@ use crate::forwarded;
 use crate::headers::{self, is_kubelet_probe, is_proxied_by_activator};
 use crate::probes::{self, ProbeAnswers};
 use crate::proxy::Proxy;
+use crate::request_log::{LogGuard, RequestInfo, RequestLogger, content_length_from_hint};
 use crate::server::Handler;
 use crate::stats::RequestStats;
 use crate::timeout::RequestTimeouts;
@@ -30,10 +31,33 @@ pub struct QueueProxy {
     pub(crate) tracker: InFlightTracker,
     pub(crate) timeouts: RequestTimeouts,
     pub(crate) probes: ProbeAnswers,
+    /// Present when `enableRequestLog` is on and the template parsed.
+    pub(crate) request_log: Option<Arc<RequestLogger>>,
 }
 
 impl QueueProxy {
+    /// §3 step 3: the request log wraps everything below.
     async fn serve(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let logger = match &self.request_log {
+            Some(logger) if logger.should_log(headers::is_probe(req.headers())) => logger.clone(),
+            _ => return self.serve_unlogged(req, peer).await,
+        };
+        let started = Instant::now();
+        let (parts, body) = req.into_parts();
+        let content_length = content_length_from_hint(&http_body::Body::size_hint(&body));
+        let info = RequestInfo::from_parts(&parts, Some(peer), content_length);
+        let is_probe = headers::is_probe(&parts.headers);
+        let mut log = LogGuard::new(logger, info, is_probe, started);
+        let resp = Box::pin(self.serve_unlogged(Request::from_parts(parts, body), peer)).await;
+        log.responded(resp.status().as_u16());
+        resp.map(|body| body.with_log(log))
+    }
+
+    async fn serve_unlogged(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,

@@ -49,6 +49,12 @@ pub fn is_kubelet_probe(headers: &HeaderMap) -> bool {
         || headers.get(K_KUBELET_PROBE).is_some_and(|v| !v.is_empty())
 }
 
+/// Upstream's `IsProbe`, which keeps probes out of telemetry and (unless
+/// enabled) the request log: a kubelet probe, or any non-empty `K-Network-Probe`.
+pub fn is_probe(headers: &HeaderMap) -> bool {
+    is_kubelet_probe(headers) || headers.get(K_NETWORK_PROBE).is_some_and(|v| !v.is_empty())
+}
+
 /// Whether the request came through the activator (`K-Proxy-Request: activator`).
 pub fn is_proxied_by_activator(headers: &HeaderMap) -> bool {
     headers

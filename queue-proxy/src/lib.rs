@@ -45,6 +45,7 @@ pub mod h2c;
 pub mod handler;
 pub mod headers;
 pub mod logging;
+pub mod observability;
 pub mod probes;
 pub mod proxy;
 pub mod readiness;

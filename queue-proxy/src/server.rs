@@ -58,6 +58,9 @@ pub enum ServeError {
     /// `SERVING_READINESS_PROBE` is not a valid probe (the message names it).
     #[error(transparent)]
     Probe(#[from] crate::readiness::ProbeConfigError),
+    /// `OBSERVABILITY_CONFIG` is not valid JSON of its shape (the message names it).
+    #[error(transparent)]
+    Observability(#[from] crate::observability::ObservabilityConfigError),
     #[error("listen tcp :{port}: {source}")]
     Bind {
         port: u16,

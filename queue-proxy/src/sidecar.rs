@@ -30,15 +30,42 @@ use crate::breaker::Breaker;
 use crate::config::Config;
 use crate::drain::{Drainer, InFlightTracker};
 use crate::handler::QueueProxy;
+use crate::observability::ObservabilityConfig;
 use crate::probes::ProbeAnswers;
 use crate::proxy::Proxy;
 use crate::proxy::client::AppClient;
 use crate::readiness::{self, ProbeSpec, Readiness, ReadinessOptions};
+use crate::request_log::{RequestLogger, RevisionInfo};
 use crate::server::{Protocols, ServeError, Shutdown, bind_dual_stack, serve, serve_with};
 use crate::stats::{REPORTING_PERIOD, RequestStats, StatReporter, run_reporter};
 use crate::timeout::RequestTimeouts;
 use crate::tls::TlsSetup;
 use crate::tls::certs::RELOAD_INTERVAL;
+
+/// The request logger, when `enableRequestLog` is on and the template parses
+/// (a template that does not is reported and logging stays off, as upstream's).
+fn request_logger(
+    config: &Config,
+    observability: &ObservabilityConfig,
+) -> Option<Arc<RequestLogger>> {
+    if !observability.enable_request_log {
+        return None;
+    }
+    let revision = RevisionInfo {
+        name: config.serving_revision.clone(),
+        namespace: config.serving_namespace.clone(),
+        service: config.serving_service.clone(),
+        configuration: config.serving_configuration.clone(),
+        pod_name: config.serving_pod.clone(),
+        pod_ip: config.serving_pod_ip.clone(),
+    };
+    let logger = RequestLogger::new_or_disabled(
+        &observability.request_log_template,
+        revision,
+        observability.enable_probe_request_log,
+    );
+    logger.is_enabled().then(|| Arc::new(logger))
+}
 
 /// Idle app connections kept when CC = 0 (Go transport's `MaxIdleConns` upstream).
 const UNLIMITED_MAX_IDLE: usize = 1000;
@@ -47,6 +74,7 @@ const UNLIMITED_MAX_IDLE: usize = 1000;
 pub struct Sidecar {
     config: Config,
     probes: Vec<ProbeSpec>,
+    observability: ObservabilityConfig,
     main: TcpListener,
     admin: TcpListener,
     metrics: TcpListener,
@@ -63,6 +91,7 @@ impl Sidecar {
             &config.serving_readiness_probe,
             config.enable_multi_container_probes,
         )?;
+        let observability = ObservabilityConfig::parse(&config.observability_config)?;
         let tls = TlsSetup::from_config(&config)?;
         let main = bind_dual_stack(config.queue_serving_port)?;
         let admin = bind_dual_stack(config.admin_port)?;
@@ -73,6 +102,7 @@ impl Sidecar {
         };
         Ok(Sidecar {
             probes,
+            observability,
             main,
             admin,
             metrics,
@@ -123,6 +153,7 @@ impl Sidecar {
         let Sidecar {
             config,
             probes,
+            observability,
             main,
             admin,
             metrics,
@@ -159,6 +190,7 @@ impl Sidecar {
         );
         let queue = Arc::new(QueueProxy {
             probes: ProbeAnswers::new(drainer.clone(), Arc::new(readiness)),
+            request_log: request_logger(&config, &observability),
             stats,
             breaker: Breaker::for_container_concurrency(cc),
             proxy: Proxy::new(AppClient::new(app, max_idle)),

@@ -27,6 +27,7 @@ pub mod entry;
 pub mod gofmt;
 pub(crate) mod gounicode;
 pub mod gourl;
+mod guard;
 pub mod template;
 
 use std::cell::Cell;
@@ -34,6 +35,7 @@ use std::io::{self, Write};
 use std::sync::Arc;
 
 pub use entry::{LogEntry, RequestInfo, ResponseInfo, RevisionInfo, content_length_from_hint};
+pub use guard::LogGuard;
 pub use template::{ExecError, ParseError, Template};
 
 use template::Value;
