@@ -12,6 +12,8 @@
 use queue_proxy::config::goparse::{self, NumError};
 use queue_proxy::config::{ConfigError, EnvSource, NotUnicode};
 use std::path::PathBuf;
+
+use crate::backends::MeshMode;
 use std::time::Duration;
 
 /// The activator's configuration.
@@ -51,6 +53,12 @@ pub struct Config {
     pub max_held_per_revision: Option<usize>,
     /// `ACTIVATOR_WORKER_THREADS`: tokio workers; unset means from the CPU quota.
     pub worker_threads: Option<usize>,
+    /// `ACTIVATOR_ENABLE_MESH_POD_ADDRESSABILITY` (bool, default false):
+    /// config-network's `enable-mesh-pod-addressability` ("passthrough LB").
+    pub mesh_pod_addressability: bool,
+    /// `ACTIVATOR_MESH_COMPATIBILITY_MODE` (`auto`|`enabled`|`disabled`, default
+    /// `auto`): config-network's `mesh-compatibility-mode`.
+    pub mesh_compatibility_mode: MeshMode,
 }
 
 impl Config {
@@ -100,6 +108,20 @@ impl Config {
                 positive,
             )?,
             worker_threads: parsed(env, "ACTIVATOR_WORKER_THREADS", "positive int", positive)?,
+            mesh_pod_addressability: parsed(
+                env,
+                "ACTIVATOR_ENABLE_MESH_POD_ADDRESSABILITY",
+                "bool",
+                goparse::parse_bool,
+            )?
+            .unwrap_or(false),
+            mesh_compatibility_mode: parsed(
+                env,
+                "ACTIVATOR_MESH_COMPATIBILITY_MODE",
+                "mesh mode",
+                |v| v.parse::<MeshMode>().map_err(|_| NumError::Syntax),
+            )?
+            .unwrap_or_default(),
         })
     }
 
@@ -220,6 +242,29 @@ mod tests {
             let err = Config::from_env(&env(&[(key, value)]), None).unwrap_err();
             assert_eq!(err.key(), key, "{err}");
         }
+    }
+
+    #[test]
+    fn mesh_settings() {
+        let c = Config::from_env(&env(&[]), None).unwrap();
+        assert!(!c.mesh_pod_addressability);
+        assert_eq!(c.mesh_compatibility_mode, MeshMode::Auto);
+        let c = Config::from_env(
+            &env(&[
+                ("ACTIVATOR_ENABLE_MESH_POD_ADDRESSABILITY", "true"),
+                ("ACTIVATOR_MESH_COMPATIBILITY_MODE", "Enabled"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert!(c.mesh_pod_addressability);
+        assert_eq!(c.mesh_compatibility_mode, MeshMode::Enabled);
+        let err = Config::from_env(
+            &env(&[("ACTIVATOR_MESH_COMPATIBILITY_MODE", "sometimes")]),
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(err.key(), "ACTIVATOR_MESH_COMPATIBILITY_MODE");
     }
 
     #[test]

@@ -21,6 +21,9 @@ use queue_proxy::proxy::client::AppClient;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 
+/// Set on requests sent through a mesh to a pod chosen by the activator.
+const K_PASSTHROUGH_LB: http::HeaderName = http::HeaderName::from_static("k-passthrough-lb");
+
 /// Proxies to any number of targets, keeping one connection pool per target so
 /// the keep-alive connections survive from request to request.
 pub struct Forwarder {
@@ -39,11 +42,16 @@ impl Forwarder {
 
     /// Sends `req` to `dest` (`ip:port`), holding `completion` until the response
     /// (or upgraded connection) is over.
+    ///
+    /// With `passthrough_host` (mesh pod addressability), the request is sent
+    /// with that Host (`<rev>-private.<ns>`) and `K-Passthrough-Lb: true`, so a
+    /// mesh routes it to the chosen pod.
     pub async fn forward(
         &self,
         mut req: Request<Incoming>,
         peer: IpAddr,
         dest: &str,
+        passthrough_host: Option<&str>,
         completion: Completion,
     ) -> Response<ProxyBody> {
         let Some(proxy) = self.proxy_for(dest) else {
@@ -51,6 +59,11 @@ impl Forwarder {
             return go_http_error(http::StatusCode::BAD_GATEWAY, &message);
         };
         rewrite_for_target(&mut req);
+        if let Some(host) = passthrough_host.and_then(|h| HeaderValue::from_str(h).ok()) {
+            req.headers_mut().insert(header::HOST, host);
+            req.headers_mut()
+                .insert(K_PASSTHROUGH_LB, HeaderValue::from_static("true"));
+        }
         proxy.forward(req, peer, completion).await
     }
 

@@ -22,7 +22,7 @@ use crate::held::HeldLimit;
 use crate::probe::{self, Health};
 use crate::reporter::ConcurrencyReporter;
 use crate::resolve::revision_key;
-use crate::revision::{Revision, RevisionKey};
+use crate::revision::{Revision, RevisionKey, private_service_name};
 use crate::source::Snapshot;
 use crate::throttler::{Throttler, ThrottlerError};
 
@@ -38,6 +38,8 @@ pub struct ActivatorHandler {
     pub(crate) throttler: Arc<Throttler>,
     pub(crate) forwarder: Forwarder,
     pub(crate) held: HeldLimit,
+    /// Mesh pod addressability: address pods through the private Service name.
+    pub(crate) passthrough_lb: bool,
 }
 
 impl ActivatorHandler {
@@ -91,13 +93,22 @@ impl ActivatorHandler {
                 };
                 drop(_held);
                 let dest = lease.dest().to_owned();
+                let passthrough_host = self
+                    .passthrough_lb
+                    .then(|| format!("{}.{}", private_service_name(&key.name), key.namespace));
                 let completion = Completion {
                     tunnel_deadline: Some(tunnel_deadline),
                     held: Some(Box::new((lease, reported))),
                     ..Completion::default()
                 };
                 self.forwarder
-                    .forward(req, peer.ip(), &dest, completion)
+                    .forward(
+                        req,
+                        peer.ip(),
+                        &dest,
+                        passthrough_host.as_deref(),
+                        completion,
+                    )
                     .await
             })
             .await

@@ -72,3 +72,43 @@ pub struct DestsUpdate {
     /// Kubernetes reports ready (they only count towards capacity).
     pub dests: std::collections::BTreeSet<String>,
 }
+
+/// The name of a revision's private Service: upstream's
+/// `kmeta.ChildName(rev, "-private")`. Kubernetes names stop at 63 characters,
+/// so a long revision name keeps its first 23 and adds its MD5 in hex.
+pub fn private_service_name(revision: &str) -> String {
+    const SUFFIX: &str = "-private";
+    const LONGEST: usize = 63;
+    const MD5_HEX_LEN: usize = 32;
+    if revision.len() <= LONGEST - SUFFIX.len() {
+        return format!("{revision}{SUFFIX}");
+    }
+    use md5::{Digest, Md5};
+    let head = LONGEST - SUFFIX.len() - MD5_HEX_LEN;
+    let digest = Md5::digest(revision.as_bytes());
+    let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
+    // Revision names are DNS labels (ASCII), so byte slicing is safe; fall
+    // back to the whole name if that ever does not hold.
+    let prefix = revision.get(..head).unwrap_or(revision);
+    format!("{prefix}{hex}{SUFFIX}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_service_names_follow_child_name() {
+        assert_eq!(private_service_name("hello-00001"), "hello-00001-private");
+        let fifty_five = "a".repeat(55);
+        assert_eq!(
+            private_service_name(&fifty_five),
+            format!("{fifty_five}-private")
+        );
+        // Checked against Python's hashlib: "a" * 60.
+        assert_eq!(
+            private_service_name(&"a".repeat(60)),
+            "aaaaaaaaaaaaaaaaaaaaaaacc7ed669cf88f201c3297c6a91e1d18d-private"
+        );
+    }
+}

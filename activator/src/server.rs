@@ -88,7 +88,8 @@ impl ActivatorServer {
                     max_interval: config.probe_frequency,
                     ..ProbeOptions::default()
                 },
-                ..BackendsOptions::default()
+                mesh_mode: config.mesh_compatibility_mode,
+                passthrough_lb: config.mesh_pod_addressability,
             },
         )
         .spawn();
@@ -113,6 +114,7 @@ impl ActivatorServer {
             throttler,
             forwarder,
             held: HeldLimit::new(config.max_held_per_revision),
+            passthrough_lb: config.mesh_pod_addressability,
         });
 
         let (trigger, stop) = Shutdown::new();

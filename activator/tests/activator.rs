@@ -513,3 +513,33 @@ async fn cold_start_releases_fifty_held_requests() {
     let _ = within(10, qp_task).await;
     h.stop().await;
 }
+
+// §10 check 15: with mesh pod addressability, the pod is addressed through the
+// private Service's name and the mesh is told to pass through.
+#[tokio::test]
+async fn passthrough_lb_sets_the_private_host_and_header() {
+    let pod = fake_pod(Arc::default()).await;
+    let mut rev = revision("real-name", 10, 300);
+    rev.ready = vec![pod.to_string()];
+    let h = Harness::start(
+        vec![rev],
+        &[("ACTIVATOR_ENABLE_MESH_POD_ADDRESSABILITY", "true")],
+    )
+    .await;
+    let [(n1, v1), (n2, v2)] = for_revision("real-name");
+    let req = Request::get("/")
+        .header("host", "test-host")
+        .header(n1, v1)
+        .header(n2, v2)
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let (status, _, body) = within(5, send(h.addr, req)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        echoed(&body, "host"),
+        Some("real-name-private.real-namespace")
+    );
+    assert_eq!(echoed(&body, "k-passthrough-lb"), Some("true"));
+    assert_eq!(echoed(&body, "k-original-host"), Some("test-host"));
+    h.stop().await;
+}

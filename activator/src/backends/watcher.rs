@@ -93,10 +93,13 @@ pub(crate) struct Watcher {
 
 impl Watcher {
     pub(crate) fn new(config: WatcherConfig, updates: mpsc::UnboundedSender<DestsUpdate>) -> Self {
-        let passthrough_host = config
-            .options
-            .passthrough_lb
-            .then(|| format!("{}-private.{}", config.key.name, config.key.namespace));
+        let passthrough_host = config.options.passthrough_lb.then(|| {
+            format!(
+                "{}.{}",
+                crate::revision::private_service_name(&config.key.name),
+                config.key.namespace
+            )
+        });
         Watcher {
             key: config.key,
             mesh_mode: config.options.mesh_mode,
