@@ -51,13 +51,16 @@ impl ActivatorHandler {
         if let Some(answer) = probe::answer(&self.health, req.headers_mut()) {
             return answer;
         }
-        let Some(revision) = self.lookup(&req) else {
-            let key = self.key_of(&req);
-            let message = format!(
-                "Error getting active endpoint: revision.serving.knative.dev {:?} not found",
-                key.name
-            );
-            return go_http_error(StatusCode::NOT_FOUND, &message);
+        let revision = match self.lookup(&req) {
+            Ok(revision) => revision,
+            Err(key) => {
+                // Revision names are DNS labels, so Rust's quoting is Go's `%q`.
+                let message = format!(
+                    "Error getting active endpoint: revision.serving.knative.dev {:?} not found",
+                    key.name
+                );
+                return go_http_error(StatusCode::NOT_FOUND, &message);
+            }
         };
         let key = revision.key.clone();
         // Counted from here to the end of the response, queue time included.
@@ -123,12 +126,15 @@ impl ActivatorHandler {
         revision_key(req.headers(), host, &self.cluster_domain)
     }
 
-    fn lookup(&self, req: &Request<Incoming>) -> Option<Revision> {
+    /// The revision the request is for, or the key that was not found.
+    fn lookup(&self, req: &Request<Incoming>) -> Result<Revision, RevisionKey> {
         let key = self.key_of(req);
-        self.revisions
+        let found = self
+            .revisions
             .borrow()
             .get(&key)
-            .map(|state| state.revision.clone())
+            .map(|s| s.revision.clone());
+        found.ok_or(key)
     }
 }
 
