@@ -112,6 +112,22 @@ impl ProxyBody {
         self
     }
 
+    /// Keeps `guard` until this body is over (a metrics timer whose drop
+    /// records): dropped at once for a local or already finished body.
+    pub fn holding(mut self, guard: Box<dyn Send + Sync>) -> Self {
+        if let ProxyBody::Upstream {
+            inner, completion, ..
+        } = &mut self
+            && !inner.is_end_stream()
+        {
+            completion.held = Some(match completion.held.take() {
+                Some(held) => Box::new((held, guard)),
+                None => guard,
+            });
+        }
+        self
+    }
+
     /// Puts the body under `timer` (local bodies are complete already).
     pub fn with_timer(self, timer: BodyTimer) -> Self {
         match self {

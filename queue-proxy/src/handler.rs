@@ -1,7 +1,7 @@
 //! The main port's request chain, in upstream's order (§3 of the spec, outermost
-//! first): request log (when enabled; it sees probes too) → drainer ([`crate::probes`] answers, quiet-period resets) → in-flight tracking →
+//! first): server request metrics (when on; probes skipped) → request log (when enabled; it sees probes too) → drainer ([`crate::probes`] answers, quiet-period resets) → in-flight tracking →
 //! timeouts → Forwarded shim → ProxyHandler (kubelet-probe bypass, autoscaler
-//! stats, `K-Original-Host`, breaker) → reverse proxy.
+//! stats, `K-Original-Host`, breaker) → app request metrics (when on) → reverse proxy.
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -18,6 +18,7 @@ use crate::headers::{self, is_kubelet_probe, is_proxied_by_activator};
 use crate::probes::{self, ProbeAnswers};
 use crate::proxy::Proxy;
 use crate::request_log::{LogGuard, RequestInfo, RequestLogger, content_length_from_hint};
+use crate::request_metrics::{InvocationTimer, RequestMetrics};
 use crate::server::Handler;
 use crate::stats::RequestStats;
 use crate::timeout::RequestTimeouts;
@@ -33,11 +34,28 @@ pub struct QueueProxy {
     pub(crate) probes: ProbeAnswers,
     /// Present when `enableRequestLog` is on and the template parsed.
     pub(crate) request_log: Option<Arc<RequestLogger>>,
+    /// Present when `requestMetrics.protocol` is `prometheus`.
+    pub(crate) request_metrics: Option<Arc<RequestMetrics>>,
 }
 
 impl QueueProxy {
-    /// §3 step 3: the request log wraps everything below.
+    /// §3 step 2: the HTTP server metrics (otelhttp's place) wrap everything
+    /// below, probes excepted.
     async fn serve(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let timer = match &self.request_metrics {
+            Some(metrics) if !headers::is_probe(req.headers()) => metrics.server_started(&req),
+            _ => return self.serve_logged(req, peer).await,
+        };
+        let resp = Box::pin(self.serve_logged(req, peer)).await;
+        timer.attach(resp)
+    }
+
+    /// §3 step 3: the request log wraps everything below.
+    async fn serve_logged(
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
@@ -97,7 +115,9 @@ impl QueueProxy {
 
         // Kubelet probes reach the app without touching the breaker or the stats.
         if is_kubelet_probe(req.headers()) {
-            return self.proxy.forward(req, peer.ip(), completion).await;
+            let timer = self.app_metrics(&req);
+            let resp = self.proxy.forward(req, peer.ip(), completion).await;
+            return attach(timer, resp);
         }
 
         completion.in_flight = Some(self.stats.track(is_proxied_by_activator(req.headers())));
@@ -108,7 +128,27 @@ impl QueueProxy {
                 Err(err) => return ProxyError::from(err).into_response(),
             }
         }
-        self.proxy.forward(req, peer.ip(), completion).await
+        let timer = self.app_metrics(&req);
+        let resp = self.proxy.forward(req, peer.ip(), completion).await;
+        attach(timer, resp)
+    }
+
+    /// Step 11: the app request metrics. With a breaker, the queue depth is
+    /// recorded for every request past it; the invocation is timed for non-probes.
+    fn app_metrics(&self, req: &Request<Incoming>) -> Option<InvocationTimer> {
+        let metrics = self.request_metrics.as_ref()?;
+        if let Some(breaker) = &self.breaker {
+            metrics.set_queue_depth(breaker.in_flight());
+        }
+        (!headers::is_probe(req.headers())).then(|| metrics.invocation_started())
+    }
+}
+
+/// Lets `timer` record once the app's response is over.
+fn attach(timer: Option<InvocationTimer>, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+    match timer {
+        Some(timer) => timer.attach(resp),
+        None => resp,
     }
 }
 

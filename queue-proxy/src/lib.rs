@@ -25,7 +25,8 @@
 //!   in-flight tracking shutdown waits on); [`timeout`] enforces the revision's
 //!   total, response-start and idle timeouts.
 //! - [`h2c`]: the HTTP/1.1 `Upgrade: h2c` path to HTTP/2 on the main port.
-//! - [`autoscaler_metrics`] (`:9090`) and [`admin`] (`:8022`): the side ports.
+//! - [`autoscaler_metrics`] (`:9090`), [`request_metrics`] (`:9091`, when
+//!   Prometheus is configured) and [`admin`] (`:8022`): the side ports.
 //!
 //! # Tests
 //!
@@ -50,6 +51,7 @@ pub mod probes;
 pub mod proxy;
 pub mod readiness;
 pub mod request_log;
+pub mod request_metrics;
 pub mod route_tag;
 pub mod runtime;
 pub mod server;

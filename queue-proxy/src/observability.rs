@@ -4,9 +4,10 @@
 //! default template); invalid JSON is a startup error naming the variable, as
 //! upstream's is fatal. Durations are integer nanoseconds, as Go marshals them.
 //!
-//! Only the request-log keys act today; the tracing, request-metrics and
-//! runtime blocks are parsed (so a bad value fails at start) and kept for the
-//! exporters.
+//! The request-log keys and `requestMetrics.protocol: prometheus` (with its
+//! `endpoint`; see [`crate::request_metrics`]) act today; other request-metrics
+//! protocols, the tracing and the runtime blocks are parsed (so a bad value
+//! fails at start) and kept for the exporters.
 
 use serde::Deserialize;
 

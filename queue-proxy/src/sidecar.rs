@@ -36,6 +36,7 @@ use crate::proxy::Proxy;
 use crate::proxy::client::AppClient;
 use crate::readiness::{self, ProbeSpec, Readiness, ReadinessOptions};
 use crate::request_log::{RequestLogger, RevisionInfo};
+use crate::request_metrics::{self, MetricsEndpoint, RequestMetrics};
 use crate::server::{Protocols, ServeError, Shutdown, bind_dual_stack, serve, serve_with};
 use crate::stats::{REPORTING_PERIOD, RequestStats, StatReporter, run_reporter};
 use crate::timeout::RequestTimeouts;
@@ -78,6 +79,8 @@ pub struct Sidecar {
     main: TcpListener,
     admin: TcpListener,
     metrics: TcpListener,
+    /// The Prometheus request-metrics port, when that exporter is configured.
+    user_metrics: Option<TcpListener>,
     tls: Option<(TcpListener, TlsSetup)>,
     cert_reload_interval: Duration,
 }
@@ -96,6 +99,14 @@ impl Sidecar {
         let main = bind_dual_stack(config.queue_serving_port)?;
         let admin = bind_dual_stack(config.admin_port)?;
         let metrics = bind_dual_stack(config.metrics_port)?;
+        let user_metrics = if request_metrics::enabled(&observability.request_metrics) {
+            Some(request_metrics::bind(
+                &observability.request_metrics.endpoint,
+                config.user_metrics_port,
+            )?)
+        } else {
+            None
+        };
         let tls = match tls {
             Some(setup) => Some((bind_dual_stack(setup.port)?, setup)),
             None => None,
@@ -106,6 +117,7 @@ impl Sidecar {
             main,
             admin,
             metrics,
+            user_metrics,
             tls,
             cert_reload_interval: RELOAD_INTERVAL,
             config,
@@ -138,6 +150,15 @@ impl Sidecar {
             .expect("a bound listener has an address")
     }
 
+    /// The Prometheus request-metrics port's address, when that exporter is on.
+    pub fn user_metrics_addr(&self) -> Option<SocketAddr> {
+        self.user_metrics.as_ref().map(|listener| {
+            listener
+                .local_addr()
+                .expect("a bound listener has an address")
+        })
+    }
+
     /// The TLS port's address, when certificates were found.
     pub fn tls_addr(&self) -> Option<SocketAddr> {
         self.tls.as_ref().map(|(listener, _)| {
@@ -157,6 +178,7 @@ impl Sidecar {
             main,
             admin,
             metrics,
+            user_metrics,
             tls,
             cert_reload_interval,
         } = self;
@@ -181,6 +203,10 @@ impl Sidecar {
         let app = SocketAddr::from((Ipv4Addr::LOCALHOST, config.user_port));
         let drainer = Arc::new(Drainer::new(config.drain_quiet_period));
         let tracker = InFlightTracker::default();
+        let breaker = Breaker::for_container_concurrency(cc);
+        let request_metrics = user_metrics
+            .is_some()
+            .then(|| Arc::new(RequestMetrics::new(breaker.is_some())));
         let readiness = Readiness::new(
             probes,
             ReadinessOptions {
@@ -191,8 +217,9 @@ impl Sidecar {
         let queue = Arc::new(QueueProxy {
             probes: ProbeAnswers::new(drainer.clone(), Arc::new(readiness)),
             request_log: request_logger(&config, &observability),
+            request_metrics: request_metrics.clone(),
             stats,
-            breaker: Breaker::for_container_concurrency(cc),
+            breaker,
             proxy: Proxy::new(AppClient::new(app, max_idle)),
             drainer: drainer.clone(),
             tracker: tracker.clone(),
@@ -225,6 +252,14 @@ impl Sidecar {
                 stop.clone(),
             )),
         ];
+        if let (Some(listener), Some(metrics)) = (user_metrics, request_metrics) {
+            servers.push(tokio::spawn(serve(
+                listener,
+                Arc::new(MetricsEndpoint(metrics)),
+                Protocols::Http1Only,
+                stop.clone(),
+            )));
+        }
         if let Some((listener, setup)) = tls {
             tokio::spawn(setup.watcher.watch(cert_reload_interval, stop.clone()));
             servers.push(tokio::spawn(serve_with(
@@ -280,6 +315,7 @@ pub async fn run(
         main = %sidecar.main_addr(),
         admin = %sidecar.admin_addr(),
         metrics = %sidecar.metrics_addr(),
+        user_metrics = ?sidecar.user_metrics_addr(),
         tls = ?sidecar.tls_addr(),
         "queue-proxy listening"
     );

@@ -23,7 +23,8 @@
 //! Some variables are extensions that upstream does not read; they exist so tests can run
 //! several proxies on one host, shorten upstream's fixed durations, and so operators can
 //! size the runtime by hand: `QUEUE_PROXY_ADMIN_PORT` (default 8022),
-//! `QUEUE_PROXY_METRICS_PORT` (default 9090), `QUEUE_PROXY_WORKER_THREADS` (default: derived
+//! `QUEUE_PROXY_METRICS_PORT` (default 9090), `QUEUE_PROXY_USER_METRICS_PORT` (default 9091;
+//! `requestMetrics.endpoint` in `OBSERVABILITY_CONFIG` wins), `QUEUE_PROXY_WORKER_THREADS` (default: derived
 //! from the cgroup CPU quota, see [`crate::runtime`]), `QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS`
 //! (default 30000) and `QUEUE_PROXY_UPGRADE_DRAIN_TIMEOUT_MS` (default 60000). The reconciler also sets `SYSTEM_NAMESPACE`, `HOST_IP` and `ROOT_CA`,
 //! which upstream ignores; so do we ([`IGNORED_VARS`]).
@@ -384,6 +385,8 @@ config_table! {
         "Port of the admin listener (/wait-for-drain).";
     metrics_port: u16 = "QUEUE_PROXY_METRICS_PORT", Extension, [default "9090"],
         "Port of the autoscaling metrics listener (/metrics).";
+    user_metrics_port: u16 = "QUEUE_PROXY_USER_METRICS_PORT", Extension, [default "9091"],
+        "Port of the Prometheus request-metrics listener when requestMetrics.protocol is prometheus.";
     worker_threads: Option<usize> = "QUEUE_PROXY_WORKER_THREADS", Extension, [unset],
         "Tokio worker threads; unset means derived from the cgroup CPU quota.";
     drain_quiet_period: Duration = "QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS", Extension,

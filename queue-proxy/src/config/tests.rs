@@ -68,6 +68,7 @@ fn reconciler_env_parses() {
             queue_proxy_tls_curve_preferences: "".into(),
             admin_port: 8022,
             metrics_port: 9090,
+            user_metrics_port: 9091,
             worker_threads: None,
             drain_quiet_period: std::time::Duration::from_secs(30),
             upgrade_drain_timeout: std::time::Duration::from_secs(60),
@@ -252,8 +253,8 @@ fn every_int_and_bool_var_rejects_empty_and_garbage() {
             );
         }
     }
-    // 4 ints, 3 bools, 4 ports, 1 thread count, 2 durations.
-    assert_eq!(seen, 14);
+    // 4 ints, 3 bools, 5 ports, 1 thread count, 2 durations.
+    assert_eq!(seen, 15);
 }
 
 #[test]
@@ -481,8 +482,8 @@ fn var_rows_describe_their_fields() {
             description: "Max seconds between response writes; 0 disables.",
         }
     );
-    // 24 upstream variables and 6 extensions.
-    assert_eq!(VARS.len(), 30);
+    // 24 upstream variables and 7 extensions.
+    assert_eq!(VARS.len(), 31);
     let mut names: Vec<_> = VARS.iter().map(|v| v.name).collect();
     names.sort_unstable();
     names.dedup();

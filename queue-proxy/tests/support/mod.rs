@@ -87,6 +87,9 @@ pub struct Qp {
     pub metrics: SocketAddr,
     /// The TLS port, when `QUEUE_PROXY_CERTS_DIR` holds a certificate pair.
     pub tls: Option<SocketAddr>,
+    /// The Prometheus request-metrics port, when `requestMetrics.protocol` is
+    /// `prometheus`.
+    pub user_metrics: Option<SocketAddr>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<()>>,
 }
@@ -99,6 +102,7 @@ impl Qp {
         env.insert("QUEUE_SERVING_PORT".into(), "0".into());
         env.insert("QUEUE_PROXY_ADMIN_PORT".into(), "0".into());
         env.insert("QUEUE_PROXY_METRICS_PORT".into(), "0".into());
+        env.insert("QUEUE_PROXY_USER_METRICS_PORT".into(), "0".into());
         env.insert("QUEUE_SERVING_TLS_PORT".into(), "0".into());
         env.insert("SERVING_POD".into(), "test-pod-1".into());
         // Stopping a test proxy should not wait out upstream's 30 s quiet period;
@@ -115,6 +119,7 @@ impl Qp {
             admin: local(sidecar.admin_addr()),
             metrics: local(sidecar.metrics_addr()),
             tls: sidecar.tls_addr().map(local),
+            user_metrics: sidecar.user_metrics_addr().map(local),
             stop: Some(stop),
             task: None,
         };
