@@ -110,3 +110,19 @@ fn rewrite_for_target(req: &mut Request<Incoming>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pools_of_vanished_targets_are_dropped() {
+        let forwarder = Forwarder::new(10);
+        assert!(forwarder.proxy_for("10.0.0.1:8012").is_some());
+        assert!(forwarder.proxy_for("10.0.0.2:8012").is_some());
+        assert!(forwarder.proxy_for("not an address").is_none());
+        forwarder.retain(|dest| dest == "10.0.0.2:8012");
+        let pools: Vec<String> = forwarder.proxies.read().keys().cloned().collect();
+        assert_eq!(pools, vec!["10.0.0.2:8012".to_owned()]);
+    }
+}

@@ -36,7 +36,7 @@ pub struct ActivatorHandler {
     pub(crate) cluster_domain: String,
     pub(crate) reporter: Arc<ConcurrencyReporter>,
     pub(crate) throttler: Arc<Throttler>,
-    pub(crate) forwarder: Forwarder,
+    pub(crate) forwarder: Arc<Forwarder>,
     pub(crate) held: HeldLimit,
     /// Mesh pod addressability: address pods through the private Service name.
     pub(crate) passthrough_lb: bool,

@@ -76,7 +76,12 @@ impl ActivatorServer {
         let snapshots = source.subscribe();
 
         let throttler = Arc::new(Throttler::new(Some(config.pod_ip.clone())));
-        let syncing = tokio::spawn(sync_throttler(snapshots.clone(), throttler.clone()));
+        let forwarder = Arc::new(Forwarder::new(config.max_idle_per_host));
+        let syncing = tokio::spawn(sync_with_source(
+            snapshots.clone(),
+            throttler.clone(),
+            forwarder.clone(),
+        ));
 
         let (dests_tx, dests_rx) = mpsc::unbounded_channel();
         let backends = BackendsManager::new(
@@ -93,7 +98,6 @@ impl ActivatorServer {
             },
         )
         .spawn();
-        let forwarder = Forwarder::new(config.max_idle_per_host);
         let applying = tokio::spawn(apply_dests(dests_rx, snapshots.clone(), throttler.clone()));
 
         let (batches_tx, batches_rx) = mpsc::unbounded_channel();
@@ -145,8 +149,13 @@ impl ActivatorServer {
 }
 
 /// Keeps the throttler's revisions and activator subsets in step with the
-/// source: upstream's Revision and public-Endpoints informer handlers.
-async fn sync_throttler(mut snapshots: watch::Receiver<Snapshot>, throttler: Arc<Throttler>) {
+/// source (upstream's Revision and public-Endpoints informer handlers), and
+/// drops the connection pools of addresses no revision has any more.
+async fn sync_with_source(
+    mut snapshots: watch::Receiver<Snapshot>,
+    throttler: Arc<Throttler>,
+    forwarder: Arc<Forwarder>,
+) {
     let mut known: BTreeMap<RevisionKey, RevisionState> = BTreeMap::new();
     loop {
         let current = snapshots.borrow_and_update().clone();
@@ -162,6 +171,12 @@ async fn sync_throttler(mut snapshots: watch::Receiver<Snapshot>, throttler: Arc
         for key in known.keys().filter(|k| !current.contains_key(*k)) {
             throttler.remove_revision(key);
         }
+        forwarder.retain(|dest| {
+            current.values().any(|s| {
+                s.ready.iter().chain(&s.not_ready).any(|d| d == dest)
+                    || s.cluster_ip.as_deref() == Some(dest)
+            })
+        });
         known = current
             .iter()
             .map(|(k, s)| (k.clone(), s.clone()))

@@ -60,15 +60,18 @@ impl QueueProxy {
         req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
-        let logger = match &self.request_log {
-            Some(logger) if logger.should_log(headers::is_probe(req.headers())) => logger.clone(),
-            _ => return self.serve_unlogged(req, peer).await,
+        let Some(logger) = &self.request_log else {
+            return self.serve_unlogged(req, peer).await;
         };
+        let is_probe = headers::is_probe(req.headers());
+        if !logger.should_log(is_probe) {
+            return self.serve_unlogged(req, peer).await;
+        }
+        let logger = logger.clone();
         let started = Instant::now();
         let (parts, body) = req.into_parts();
         let content_length = content_length_from_hint(&http_body::Body::size_hint(&body));
         let info = RequestInfo::from_parts(&parts, Some(peer), content_length);
-        let is_probe = headers::is_probe(&parts.headers);
         let mut log = LogGuard::new(logger, info, is_probe, started);
         let resp = Box::pin(self.serve_unlogged(Request::from_parts(parts, body), peer)).await;
         log.responded(resp.status().as_u16());
