@@ -202,6 +202,8 @@ fn snapshot(key: &RevisionKey, pods: Vec<String>) -> Snapshot {
     let state = RevisionState {
         revision: Revision {
             key: key.clone(),
+            service: String::new(),
+            configuration: String::new(),
             container_concurrency: CC,
             timeout: Duration::from_secs(60),
             response_start_timeout: None,

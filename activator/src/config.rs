@@ -34,6 +34,9 @@ pub struct Config {
     pub probe_timeout: Duration,
     /// `PROBE_FREQUENCY` (Go duration, default 200ms): the slowest re-probe period.
     pub probe_frequency: Duration,
+    /// `METRICS_PROMETHEUS_PORT` (1024–65535, default 9090), or the
+    /// `ACTIVATOR_METRICS_PORT` extension (any port; 0 for tests).
+    pub metrics_port: u16,
 
     // === extensions ===
     /// `ACTIVATOR_HTTP_PORT` (default 8012).
@@ -59,6 +62,33 @@ pub struct Config {
     /// `ACTIVATOR_MESH_COMPATIBILITY_MODE` (`auto`|`enabled`|`disabled`, default
     /// `auto`): config-network's `mesh-compatibility-mode`.
     pub mesh_compatibility_mode: MeshMode,
+    /// `ACTIVATOR_METRICS_PROTOCOL` (`none`|`prometheus`|`grpc`|`http/protobuf`,
+    /// default `none`): config-observability's `metrics-protocol`.
+    pub metrics_protocol: MetricsProtocol,
+}
+
+/// config-observability's `metrics-protocol`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum MetricsProtocol {
+    #[default]
+    None,
+    Prometheus,
+    Grpc,
+    HttpProtobuf,
+}
+
+impl std::str::FromStr for MetricsProtocol {
+    type Err = NumError;
+
+    fn from_str(s: &str) -> Result<Self, NumError> {
+        match s {
+            "" | "none" => Ok(MetricsProtocol::None),
+            "prometheus" => Ok(MetricsProtocol::Prometheus),
+            "grpc" => Ok(MetricsProtocol::Grpc),
+            "http/protobuf" => Ok(MetricsProtocol::HttpProtobuf),
+            _ => Err(NumError::Syntax),
+        }
+    }
 }
 
 impl Config {
@@ -87,6 +117,17 @@ impl Config {
                 .unwrap_or(Duration::from_millis(300)),
             probe_frequency: parsed(env, "PROBE_FREQUENCY", "duration", goparse::parse_duration)?
                 .unwrap_or(Duration::from_millis(200)),
+            metrics_port: match parsed(env, "ACTIVATOR_METRICS_PORT", "port", goparse::parse_port)?
+            {
+                Some(port) => port,
+                None => parsed(env, "METRICS_PROMETHEUS_PORT", "port (1024-65535)", |v| {
+                    match goparse::parse_port(v)? {
+                        port @ 1024.. => Ok(port),
+                        _ => Err(NumError::Range),
+                    }
+                })?
+                .unwrap_or(9090),
+            },
             http_port: parsed(env, "ACTIVATOR_HTTP_PORT", "port", goparse::parse_port)?
                 .unwrap_or(8012),
             h2c_port: parsed(env, "ACTIVATOR_H2C_PORT", "port", goparse::parse_port)?
@@ -120,6 +161,13 @@ impl Config {
                 "ACTIVATOR_MESH_COMPATIBILITY_MODE",
                 "mesh mode",
                 |v| v.parse::<MeshMode>().map_err(|_| NumError::Syntax),
+            )?
+            .unwrap_or_default(),
+            metrics_protocol: parsed(
+                env,
+                "ACTIVATOR_METRICS_PROTOCOL",
+                "metrics protocol",
+                str::parse,
             )?
             .unwrap_or_default(),
         })
@@ -214,6 +262,8 @@ mod tests {
         assert_eq!((c.http_port, c.h2c_port), (8012, 8013));
         assert_eq!(c.drain_timeout, Duration::from_secs(45));
         assert_eq!(c.max_held_per_revision, None);
+        assert_eq!(c.metrics_port, 9090);
+        assert_eq!(c.metrics_protocol, MetricsProtocol::None);
         assert_eq!(
             c.autoscaler_url(),
             "ws://autoscaler.knative-serving.svc.cluster.local:8080"
@@ -238,6 +288,8 @@ mod tests {
             ("MAX_IDLE_PROXY_CONNS_PER_HOST", "-1"),
             ("ACTIVATOR_HTTP_PORT", "http"),
             ("ACTIVATOR_MAX_HELD_PER_REVISION", "0"),
+            ("METRICS_PROMETHEUS_PORT", "80"),
+            ("ACTIVATOR_METRICS_PROTOCOL", "statsd"),
         ] {
             let err = Config::from_env(&env(&[(key, value)]), None).unwrap_err();
             assert_eq!(err.key(), key, "{err}");
@@ -265,6 +317,29 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.key(), "ACTIVATOR_MESH_COMPATIBILITY_MODE");
+    }
+
+    #[test]
+    fn metrics_settings() {
+        let c = Config::from_env(
+            &env(&[
+                ("METRICS_PROMETHEUS_PORT", "9999"),
+                ("ACTIVATOR_METRICS_PROTOCOL", "prometheus"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.metrics_port, 9999);
+        assert_eq!(c.metrics_protocol, MetricsProtocol::Prometheus);
+        let c = Config::from_env(
+            &env(&[
+                ("METRICS_PROMETHEUS_PORT", "9999"),
+                ("ACTIVATOR_METRICS_PORT", "0"),
+            ]),
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.metrics_port, 0);
     }
 
     #[test]

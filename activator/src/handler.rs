@@ -4,7 +4,8 @@
 //! ([`crate::reporter`]) → timeouts → throttler ([`crate::throttler`]) →
 //! forwarding ([`crate::forward`]).
 //!
-//! Telemetry steps (otel metrics and spans, request log) are not here yet.
+//! Metrics ([`crate::metrics`]) wrap everything past the probe answers; spans
+//! and the request log are not here yet.
 
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -19,6 +20,7 @@ use tokio::time::Instant;
 
 use crate::forward::Forwarder;
 use crate::held::HeldLimit;
+use crate::metrics::{ActivatorMetrics, ServerTimer};
 use crate::probe::{self, Health};
 use crate::reporter::ConcurrencyReporter;
 use crate::resolve::revision_key;
@@ -40,6 +42,8 @@ pub struct ActivatorHandler {
     pub(crate) held: HeldLimit,
     /// Mesh pod addressability: address pods through the private Service name.
     pub(crate) passthrough_lb: bool,
+    /// `None` unless the metrics protocol is `prometheus`.
+    pub(crate) metrics: Option<Arc<ActivatorMetrics>>,
 }
 
 impl ActivatorHandler {
@@ -51,6 +55,23 @@ impl ActivatorHandler {
         if let Some(answer) = probe::answer(&self.health, req.headers_mut()) {
             return answer;
         }
+        match self.metrics.as_ref().map(|m| m.server_started(&req)) {
+            Some(mut timer) => {
+                let resp = self.activate(req, peer, Some(&mut timer)).await;
+                timer.attach(resp)
+            }
+            None => self.activate(req, peer, None).await,
+        }
+    }
+
+    /// Everything past the probe answers: lookup, reporting, timeouts,
+    /// throttling and forwarding.
+    async fn activate(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        peer: SocketAddr,
+        timer: Option<&mut ServerTimer>,
+    ) -> Response<ProxyBody> {
         let revision = match self.lookup(&req) {
             Ok(revision) => revision,
             Err(key) => {
@@ -62,6 +83,9 @@ impl ActivatorHandler {
                 return go_http_error(StatusCode::NOT_FOUND, &message);
             }
         };
+        if let Some(timer) = timer {
+            timer.revision(&revision);
+        }
         let key = revision.key.clone();
         // Counted from here to the end of the response, queue time included.
         let reported = self.reporter.track(&key);
@@ -75,6 +99,7 @@ impl ActivatorHandler {
         let tunnel_deadline = timeouts.head_deadline(started);
         timeouts
             .run(started, async move {
+                let queued = self.metrics.as_ref().map(|m| m.queued(&key));
                 let Some(_held) = self.held.enter(&key) else {
                     return go_http_error(
                         StatusCode::SERVICE_UNAVAILABLE,
@@ -95,13 +120,14 @@ impl ActivatorHandler {
                     }
                 };
                 drop(_held);
+                let active = queued.map(|q| q.into_active());
                 let dest = lease.dest().to_owned();
                 let passthrough_host = self
                     .passthrough_lb
                     .then(|| format!("{}.{}", private_service_name(&key.name), key.namespace));
                 let completion = Completion {
                     tunnel_deadline: Some(tunnel_deadline),
-                    held: Some(Box::new((lease, reported))),
+                    held: Some(Box::new((lease, reported, active))),
                     ..Completion::default()
                 };
                 self.forwarder

@@ -8,6 +8,7 @@ pub mod forward;
 pub mod handler;
 pub mod held;
 pub mod lb;
+pub mod metrics;
 pub mod probe;
 pub mod reporter;
 pub mod resolve;

@@ -49,6 +49,10 @@ impl Protocol {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Revision {
     pub key: RevisionKey,
+    /// The `serving.knative.dev/service` label (empty without one): a metrics label.
+    pub service: String,
+    /// The `serving.knative.dev/configuration` label (empty without one).
+    pub configuration: String,
     /// `spec.containerConcurrency`: 0 means unlimited.
     pub container_concurrency: u32,
     /// `spec.timeoutSeconds` (the webhook always sets it; 300 by default).

@@ -13,6 +13,7 @@
 //! [`DestsUpdate`]s to the throttler; the [`ConcurrencyReporter`] sends its
 //! batches to the [`AutoscalerLink`], whose status gates health.
 
+use queue_proxy::request_metrics::MetricsEndpoint;
 use queue_proxy::server::{Protocols, ServeError, Shutdown, bind_dual_stack, serve};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -22,10 +23,11 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::backends::{BackendsManager, BackendsOptions, ProbeOptions};
-use crate::config::Config;
+use crate::config::{Config, MetricsProtocol};
 use crate::forward::Forwarder;
 use crate::handler::ActivatorHandler;
 use crate::held::HeldLimit;
+use crate::metrics::{ActivatorMetrics, LiveSources};
 use crate::probe::Health;
 use crate::reporter::{AutoscalerLink, ConcurrencyReporter, LinkOptions, REPORT_INTERVAL};
 use crate::revision::{DestsUpdate, RevisionKey};
@@ -38,14 +40,28 @@ pub struct ActivatorServer {
     source: Arc<dyn RevisionSource>,
     http: TcpListener,
     h2c: TcpListener,
+    /// The Prometheus port, bound only for `metrics-protocol: prometheus`.
+    metrics: Option<TcpListener>,
 }
 
 impl ActivatorServer {
     /// Binds the HTTP (8012) and h2c (8013) ports of `config`.
     pub fn bind(config: Config, source: Arc<dyn RevisionSource>) -> Result<Self, ServeError> {
+        let metrics = match config.metrics_protocol {
+            MetricsProtocol::Prometheus => Some(bind_dual_stack(config.metrics_port)?),
+            MetricsProtocol::None => None,
+            MetricsProtocol::Grpc | MetricsProtocol::HttpProtobuf => {
+                tracing::warn!(
+                    protocol = ?config.metrics_protocol,
+                    "OTLP metrics export is not implemented in the activator; metrics are off"
+                );
+                None
+            }
+        };
         Ok(ActivatorServer {
             http: bind_dual_stack(config.http_port)?,
             h2c: bind_dual_stack(config.h2c_port)?,
+            metrics,
             config,
             source,
         })
@@ -65,6 +81,11 @@ impl ActivatorServer {
             .expect("a bound listener has an address")
     }
 
+    /// The metrics port's address, when metrics are served.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics.as_ref().and_then(|l| l.local_addr().ok())
+    }
+
     /// Serves until `shutdown` completes, then drains and stops (spec §9).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let ActivatorServer {
@@ -72,6 +93,7 @@ impl ActivatorServer {
             source,
             http,
             h2c,
+            metrics: metrics_listener,
         } = self;
         let snapshots = source.subscribe();
 
@@ -109,6 +131,15 @@ impl ActivatorServer {
         let link =
             AutoscalerLink::spawn(config.autoscaler_url(), batches_rx, LinkOptions::default());
 
+        let metrics = metrics_listener.is_some().then(|| {
+            Arc::new(ActivatorMetrics::new(LiveSources {
+                reporter: reporter.clone(),
+                revisions: snapshots.clone(),
+                link_up: link.status(),
+                link_errors: link.disconnect_counter(),
+            }))
+        });
+
         let health = Arc::new(Health::new(link.status()));
         let handler = Arc::new(ActivatorHandler {
             health: health.clone(),
@@ -119,9 +150,20 @@ impl ActivatorServer {
             forwarder,
             held: HeldLimit::new(config.max_held_per_revision),
             passthrough_lb: config.mesh_pod_addressability,
+            metrics: metrics.clone(),
         });
 
         let (trigger, stop) = Shutdown::new();
+        // The metrics port stays up through the drain and stops with the rest.
+        let metrics_server = match (metrics_listener, metrics) {
+            (Some(listener), Some(metrics)) => Some(tokio::spawn(serve(
+                listener,
+                Arc::new(MetricsEndpoint(metrics)),
+                Protocols::Http1Only,
+                stop.clone(),
+            ))),
+            _ => None,
+        };
         let servers = [
             tokio::spawn(serve(
                 http,
@@ -137,7 +179,7 @@ impl ActivatorServer {
         tracing::info!(drain = ?config.drain_timeout, "received TERM signal; serving until the drain ends");
         tokio::time::sleep(config.drain_timeout).await;
         trigger.fire();
-        for server in servers {
+        for server in servers.into_iter().chain(metrics_server) {
             let _ = server.await;
         }
         link.shutdown().await;

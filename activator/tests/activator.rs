@@ -55,6 +55,8 @@ fn revision(name: &str, cc: u32, timeout_secs: u64) -> RevisionState {
     RevisionState {
         revision: Revision {
             key: RevisionKey::new("real-namespace", name),
+            service: String::new(),
+            configuration: String::new(),
             container_concurrency: cc,
             timeout: Duration::from_secs(timeout_secs),
             response_start_timeout: None,
@@ -80,6 +82,8 @@ fn snapshot(states: Vec<RevisionState>) -> Snapshot {
 
 struct Harness {
     addr: SocketAddr,
+    /// The Prometheus port, with `ACTIVATOR_METRICS_PROTOCOL=prometheus`.
+    metrics: Option<SocketAddr>,
     source: Arc<StaticFileSource>,
     frames: mpsc::UnboundedReceiver<WireStatMessages>,
     stop: Option<oneshot::Sender<()>>,
@@ -108,12 +112,16 @@ impl Harness {
         let source = Arc::new(StaticFileSource::from_snapshot(snapshot(states)));
         let server = ActivatorServer::bind(config, source.clone()).unwrap();
         let addr = SocketAddr::from(([127, 0, 0, 1], server.http_addr().port()));
+        let metrics = server
+            .metrics_addr()
+            .map(|a| SocketAddr::from(([127, 0, 0, 1], a.port())));
         let (stop, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(server.run(async move {
             let _ = stopped.await;
         }));
         let harness = Harness {
             addr,
+            metrics,
             source,
             frames,
             stop: Some(stop),
@@ -541,5 +549,113 @@ async fn passthrough_lb_sets_the_private_host_and_header() {
     );
     assert_eq!(echoed(&body, "k-passthrough-lb"), Some("true"));
     assert_eq!(echoed(&body, "k-original-host"), Some("test-host"));
+    h.stop().await;
+}
+
+// §8.1 metrics, plus the held-time histogram (knative#13459), scraped over the wire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_follow_a_held_request_through_release() {
+    let mut state = revision("real-name", 10, 60);
+    state.revision.service = "hello".into();
+    state.revision.configuration = "hello-config".into();
+    let h = Harness::start(
+        vec![state],
+        &[
+            ("ACTIVATOR_METRICS_PROTOCOL", "prometheus"),
+            ("ACTIVATOR_METRICS_PORT", "0"),
+        ],
+    )
+    .await;
+    let metrics = h.metrics.expect("a metrics port");
+    let scrape = || async move { get(metrics, "/metrics", &[]).await.1 };
+    let link = scrape().await;
+    assert!(
+        link.contains("kn_activator_stats_conn_reachable{peer=\"autoscaler\"} 1\n"),
+        "{link}"
+    );
+    assert!(
+        link.contains("kn_activator_stats_conn_errors_total{peer=\"autoscaler\"} 0\n"),
+        "{link}"
+    );
+
+    // A request with nowhere to go is queued, and stays so.
+    let addr = h.addr;
+    let held = tokio::spawn(async move {
+        let [a, b] = for_revision("real-name");
+        get(addr, "/", &[(a.0, &a.1), (b.0, &b.1)]).await
+    });
+    let queued = "kn_revision_request_queued{k8s_namespace_name=\"real-namespace\",kn_revision_name=\"real-name\"}";
+    within(5, async {
+        while !scrape().await.contains(&format!("{queued} 1\n")) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+
+    // A pod appears (some time later): the request is released and answered.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let pod = fake_pod(Arc::default()).await;
+    h.source.modify(|revisions| {
+        revisions
+            .get_mut(&RevisionKey::new("real-namespace", "real-name"))
+            .unwrap()
+            .ready = vec![pod.to_string()];
+    });
+    let (status, _) = within(10, held).await.unwrap();
+    assert_eq!(status, 200);
+    // An unknown revision: a 404 recorded without revision labels.
+    assert_eq!(get(h.addr, "/", &[]).await.0, 404);
+    // Probes are not requests.
+    get(h.addr, "/", &[("user-agent", "kube-probe/1.30")]).await;
+
+    // The report tick publishes the revision's concurrency.
+    let text = within(5, async {
+        loop {
+            let text = scrape().await;
+            if text.contains("kn_revision_request_concurrency{") {
+                return text;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(text.contains(&format!("{queued} 0\n")), "{text}");
+    assert!(
+        text.contains("kn_revision_request_active{k8s_namespace_name=\"real-namespace\",kn_revision_name=\"real-name\"} 0\n"),
+        "{text}"
+    );
+    assert!(
+        text.contains("kn_revision_request_concurrency{k8s_namespace_name=\"real-namespace\",kn_configuration_name=\"hello-config\",kn_revision_name=\"real-name\",kn_service_name=\"hello\"} "),
+        "{text}"
+    );
+    assert!(
+        text.contains("# TYPE kn_revision_request_held_duration_seconds histogram\n"),
+        "{text}"
+    );
+    let held_count = "kn_revision_request_held_duration_seconds_count{k8s_namespace_name=\"real-namespace\",kn_revision_name=\"real-name\"} 1\n";
+    assert!(text.contains(held_count), "{text}");
+    // Held until the pod appeared, 50 ms or more.
+    assert!(
+        text.contains("kn_revision_request_held_duration_seconds_bucket{le=\"0.025\",k8s_namespace_name=\"real-namespace\",kn_revision_name=\"real-name\"} 0\n"),
+        "{text}"
+    );
+    let server_200 = "http_server_request_duration_seconds_count{http_request_method=\"GET\",http_response_status_code=\"200\",k8s_namespace_name=\"real-namespace\",kn_configuration_name=\"hello-config\",kn_revision_name=\"real-name\",kn_service_name=\"hello\",network_protocol_version=\"1.1\",url_scheme=\"http\"} 1\n";
+    assert!(text.contains(server_200), "{text}");
+    let server_404 = "http_server_request_duration_seconds_count{http_request_method=\"GET\",http_response_status_code=\"404\",network_protocol_version=\"1.1\",url_scheme=\"http\"} 1\n";
+    assert!(text.contains(server_404), "{text}");
+    assert_eq!(
+        text.matches("http_server_request_duration_seconds_count{")
+            .count(),
+        2,
+        "{text}"
+    );
+    h.stop().await;
+}
+
+// Metrics are off by default: no port is bound.
+#[tokio::test]
+async fn metrics_are_off_without_the_prometheus_protocol() {
+    let h = Harness::start(vec![], &[]).await;
+    assert!(h.metrics.is_none());
     h.stop().await;
 }

@@ -184,6 +184,8 @@ fn state_for(
     RevisionState {
         revision: Revision {
             key,
+            service: String::new(),
+            configuration: String::new(),
             container_concurrency: 1,
             timeout: Duration::from_secs(300),
             response_start_timeout: None,

@@ -22,6 +22,8 @@ fn key() -> RevisionKey {
 fn revision(cc: u32) -> Revision {
     Revision {
         key: key(),
+        service: String::new(),
+        configuration: String::new(),
         container_concurrency: cc,
         timeout: Duration::from_secs(300),
         response_start_timeout: None,

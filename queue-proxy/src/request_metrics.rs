@@ -177,7 +177,7 @@ impl RequestMetrics {
         let server = HistogramFamily::<ServerLabels>::default();
         registry.register_with_unit(
             "http_server_request_duration",
-            "Duration of HTTP server requests.",
+            "Duration of HTTP server requests",
             Unit::Seconds,
             server.clone(),
         );
@@ -229,7 +229,7 @@ impl RequestMetrics {
 }
 
 /// otelhttp's method attribute: known methods as is, anything else `_OTHER`.
-fn method_label(method: &Method) -> &'static str {
+pub fn method_label(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",
         Method::POST => "POST",
@@ -253,7 +253,8 @@ fn tag_label(headers: &HeaderMap) -> Cow<'static, str> {
     }
 }
 
-fn protocol_version(version: Version) -> &'static str {
+/// otelhttp's `network.protocol.version` attribute.
+pub fn protocol_version(version: Version) -> &'static str {
     match version {
         Version::HTTP_09 => "0.9",
         Version::HTTP_10 => "1.0",
@@ -321,10 +322,23 @@ impl Drop for ServerTimer {
     }
 }
 
-/// The Prometheus endpoint: `GET /metrics`; other paths 404, other methods 405.
-pub struct MetricsEndpoint(pub Arc<RequestMetrics>);
+/// Something with a Prometheus text exposition (the queue-proxy's request
+/// metrics, the activator's metrics).
+pub trait Exposition: Send + Sync + 'static {
+    /// The OpenMetrics text, as served with [`CONTENT_TYPE`].
+    fn encode(&self) -> String;
+}
 
-impl Handler for MetricsEndpoint {
+impl Exposition for RequestMetrics {
+    fn encode(&self) -> String {
+        RequestMetrics::encode(self)
+    }
+}
+
+/// The Prometheus endpoint: `GET /metrics`; other paths 404, other methods 405.
+pub struct MetricsEndpoint<M: Exposition = RequestMetrics>(pub Arc<M>);
+
+impl<M: Exposition> Handler for MetricsEndpoint<M> {
     fn handle(
         self: Arc<Self>,
         req: Request<Incoming>,

@@ -244,6 +244,15 @@ impl ConcurrencyReporter {
         self.last.lock().get(key).copied()
     }
 
+    /// Every revision's adjusted concurrency in the last report.
+    pub fn last_concurrencies(&self) -> Vec<(RevisionKey, f64)> {
+        self.last
+            .lock()
+            .iter()
+            .map(|(key, value)| (key.clone(), *value))
+            .collect()
+    }
+
     /// Reports every `period` (the first one `period` from now) and sends each non-empty
     /// batch. A late tick is skipped rather than caught up with a burst, as Go's ticker
     /// drops ticks. Runs until the future is dropped.

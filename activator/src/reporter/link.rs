@@ -180,6 +180,12 @@ impl AutoscalerLink {
         self.disconnects.load(Ordering::Relaxed)
     }
 
+    /// The counter behind [`disconnects`](Self::disconnects), for readers that
+    /// outlive the link's handle (the metrics scrape).
+    pub fn disconnect_counter(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.disconnects)
+    }
+
     /// Closes the socket (with a close frame, best effort) and waits for the link to stop.
     pub async fn shutdown(self) {
         // An error means the task is already gone.

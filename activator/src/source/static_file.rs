@@ -25,6 +25,7 @@
 //! | field | meaning (upstream origin) | default |
 //! |---|---|---|
 //! | `namespace`, `name` | the Revision (required, non-empty; unique together) | — |
+//! | `service`, `configuration` | its `serving.knative.dev/service` and `/configuration` labels (metrics labels) | `""` |
 //! | `containerConcurrency` | `spec.containerConcurrency`; 0 = unlimited | `0` |
 //! | `timeoutSeconds` | `spec.timeoutSeconds` (`null` also means the default) | `300` |
 //! | `responseStartTimeoutSeconds` | `spec.responseStartTimeoutSeconds` | `null` |
@@ -126,6 +127,10 @@ struct FileDoc {
 struct Entry {
     namespace: String,
     name: String,
+    #[serde(default)]
+    service: String,
+    #[serde(default)]
+    configuration: String,
     #[serde(default)]
     container_concurrency: u32,
     #[serde(default)]
@@ -258,6 +263,8 @@ impl Entry {
         RevisionState {
             revision: Revision {
                 key,
+                service: self.service,
+                configuration: self.configuration,
                 container_concurrency: self.container_concurrency,
                 timeout: Duration::from_secs(
                     self.timeout_seconds.unwrap_or(DEFAULT_TIMEOUT_SECONDS),

@@ -140,6 +140,8 @@ mod tests {
     fn rev(cc: u32) -> Revision {
         Revision {
             key: RevisionKey::new("real-namespace", "real-name"),
+            service: String::new(),
+            configuration: String::new(),
             container_concurrency: cc,
             timeout: Duration::from_secs(300),
             response_start_timeout: None,

@@ -65,6 +65,8 @@ fn loads_every_field() {
         state.revision,
         Revision {
             key: key("hello-00001"),
+            service: String::new(),
+            configuration: String::new(),
             container_concurrency: 10,
             timeout: Duration::from_secs(120),
             response_start_timeout: Some(Duration::from_secs(5)),
