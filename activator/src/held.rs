@@ -1,11 +1,21 @@
-//! An opt-in cap on requests held per revision (beyond upstream).
+//! What holding a request costs, and an opt-in cap on how many are held.
 //!
+//! A held request must stay cheap (knative#13583): its body is never read
+//! while it waits, and [`detach_head`] copies its head out of the connection's
+//! read buffer so that the 8 KiB buffer hyper parsed it from is freed instead of
+//! being pinned, next to the fresh one hyper allocates for the connection, for
+//! as long as the request waits.
+//!
+//! The cap (beyond upstream):
 //! Upstream's revision breaker admits up to 10,000 + MaxInt32 waiters, so an
 //! activator in front of a revision that cannot keep up grows without bound and
 //! is OOM-killed (knative#13583). With `ACTIVATOR_MAX_HELD_PER_REVISION` set, a
 //! request that would wait while that many are already waiting for the same
 //! revision gets a 503 at once instead. Unset, nothing is counted.
 
+use bytes::{Bytes, BytesMut};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, HeaderValue, Request, Uri};
 use parking_lot::RwLock;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -61,9 +71,84 @@ impl HeldLimit {
     }
 }
 
+/// Re-homes the request's URI and header values, which hyper slices out of the
+/// connection's read buffer, into one allocation of their own size.
+pub fn detach_head<B>(req: &mut Request<B>) {
+    let uri_text = req.uri().path_and_query().map(PathAndQuery::as_str);
+    let size = uri_text.map_or(0, str::len)
+        + req
+            .headers()
+            .values()
+            .map(|v| v.as_bytes().len())
+            .sum::<usize>();
+    let mut buf = BytesMut::with_capacity(size);
+    if let Some(text) = uri_text {
+        buf.extend_from_slice(text.as_bytes());
+    }
+    for value in req.headers().values() {
+        buf.extend_from_slice(value.as_bytes());
+    }
+    let mut buf: Bytes = buf.freeze();
+
+    if let Some(text) = uri_text {
+        let path = buf.split_to(text.len());
+        let mut parts = req.uri().clone().into_parts();
+        parts.path_and_query = PathAndQuery::from_maybe_shared(path).ok();
+        if let Ok(uri) = Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    let old = std::mem::take(req.headers_mut());
+    let mut headers = HeaderMap::with_capacity(old.len());
+    let mut name = None;
+    for (key, value) in old {
+        // `into_iter` names only the first value of each header.
+        if key.is_some() {
+            name = key;
+        }
+        let Some(name) = name.clone() else { continue };
+        let bytes = buf.split_to(value.as_bytes().len());
+        let mut copied = HeaderValue::from_maybe_shared(bytes).unwrap_or(value.clone());
+        copied.set_sensitive(value.is_sensitive());
+        headers.append(name, copied);
+    }
+    *req.headers_mut() = headers;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn detached_heads_are_equal_and_own_their_bytes() {
+        let wire = Bytes::from_static(b"/a/b?c=d hello world second");
+        let mut req = Request::builder()
+            .uri(Uri::from_maybe_shared(wire.slice(0..8)).unwrap())
+            .header(
+                "x-one",
+                HeaderValue::from_maybe_shared(wire.slice(9..14)).unwrap(),
+            )
+            .header("x-many", "1")
+            .header(
+                "x-many",
+                HeaderValue::from_maybe_shared(wire.slice(15..20)).unwrap(),
+            )
+            .header("host", "example.com")
+            .body(())
+            .unwrap();
+        let before = (req.uri().clone(), req.headers().clone());
+        detach_head(&mut req);
+        assert_eq!(req.uri(), &before.0);
+        assert_eq!(req.headers(), &before.1);
+        let values: Vec<_> = req.headers().get_all("x-many").iter().collect();
+        assert_eq!(values, ["1", "world"]);
+        // Nothing points into the original buffer any more.
+        let range = wire.as_ptr() as usize..wire.as_ptr() as usize + wire.len();
+        assert!(!range.contains(&(req.uri().path().as_ptr() as usize)));
+        for value in req.headers().values() {
+            assert!(!range.contains(&(value.as_bytes().as_ptr() as usize)));
+        }
+    }
 
     #[test]
     fn no_cap_never_refuses() {
