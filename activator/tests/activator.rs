@@ -659,3 +659,101 @@ async fn metrics_are_off_without_the_prometheus_protocol() {
     assert!(h.metrics.is_none());
     h.stop().await;
 }
+
+/// A cold start's release latency, 20 times: the pod's address is listed (not
+/// ready, refusing connections) with 50 requests held; 100–400 ms later its
+/// queue-proxy starts in front of a ready app; the time from that start to the
+/// first held request reaching the app is recorded. A measurement, not a check
+/// (run it with `--ignored --nocapture`, in release mode).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement; prints p50/p99"]
+async fn cold_start_release_latency_over_20_runs() {
+    let runs = 20;
+    let names: Vec<String> = (0..runs).map(|i| format!("cold-{i}")).collect();
+    let h = Harness::start(names.iter().map(|n| revision(n, 10, 60)).collect(), &[]).await;
+    let mut samples = Vec::new();
+    for name in &names {
+        let addr = h.addr;
+        let held: Vec<_> = (0..50)
+            .map(|_| {
+                let name = name.clone();
+                tokio::spawn(async move {
+                    let [a, b] = for_revision(&name);
+                    get(addr, "/", &[(a.0, &a.1), (b.0, &b.1)]).await
+                })
+            })
+            .collect();
+        let first_hit: Arc<parking_lot::Mutex<Option<Instant>>> = Arc::default();
+        let app = app_recording_first_hit(first_hit.clone()).await;
+        // The pod's address, refusing connections until its queue-proxy starts.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        h.source.modify(|revisions| {
+            revisions
+                .get_mut(&RevisionKey::new("real-namespace", name))
+                .unwrap()
+                .not_ready = vec![format!("127.0.0.1:{port}")];
+        });
+        tokio::time::sleep(Duration::from_millis(fastrand::u64(100..400))).await;
+        let mut qp_env = queue_proxy::config::test_env(app.port());
+        qp_env.insert("QUEUE_SERVING_PORT".into(), port.to_string());
+        for k in ["QUEUE_PROXY_ADMIN_PORT", "QUEUE_PROXY_METRICS_PORT"] {
+            qp_env.insert(k.into(), "0".into());
+        }
+        qp_env.insert("QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS".into(), "0".into());
+        let qp_started = Instant::now();
+        let qp =
+            queue_proxy::Sidecar::bind(queue_proxy::config::Config::from_env(&qp_env).unwrap())
+                .unwrap();
+        let (qp_stop, qp_stopped) = oneshot::channel::<()>();
+        let qp_task = tokio::spawn(qp.run(async move {
+            let _ = qp_stopped.await;
+        }));
+        for task in held {
+            let (status, body) = within(20, task).await.unwrap();
+            assert_eq!((status, body.as_str()), (200, "hello"));
+        }
+        let released = first_hit.lock().expect("the app was hit") - qp_started;
+        samples.push(released);
+        let _ = qp_stop.send(());
+        let _ = within(10, qp_task).await;
+    }
+    samples.sort();
+    let pick = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    eprintln!(
+        "cold start over {runs} runs, queue-proxy start -> first held request at the app: \
+         p50 {:?}, p99 {:?}, min {:?}, max {:?}",
+        pick(0.5),
+        pick(0.99),
+        samples[0],
+        samples[samples.len() - 1]
+    );
+    h.stop().await;
+}
+
+/// An app answering `hello`, noting when it was first hit.
+async fn app_recording_first_hit(
+    first_hit: Arc<parking_lot::Mutex<Option<Instant>>>,
+) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let app = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let first_hit = first_hit.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |_req: Request<Incoming>| {
+                    first_hit.lock().get_or_insert_with(Instant::now);
+                    async { Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello")))) }
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    app
+}

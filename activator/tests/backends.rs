@@ -675,6 +675,7 @@ async fn release_fast_admits_a_pod_within_milliseconds() {
         BackendsOptions {
             probe: ProbeOptions {
                 initial_interval: ms(200),
+                fast_phase: Duration::ZERO,
                 ..ProbeOptions::default()
             },
             ..BackendsOptions::default()

@@ -17,10 +17,10 @@
 //! # Deviations from upstream
 //!
 //! - **Re-probe cadence.** Upstream re-probes not-yet-healthy addresses every
-//!   200 ms. Here the first re-probe follows 10 ms after an address change and
-//!   the wait grows 1.5× per attempt up to 200 ms, so a pod that becomes ready
-//!   soon after appearing is admitted within milliseconds instead of up to
-//!   200 ms later. Healthy pods are still never re-probed.
+//!   200 ms. Here they are re-probed every 10 ms for 5 s after an address
+//!   change, then the wait grows 1.5× per attempt up to 200 ms, so a pod that
+//!   becomes ready during a typical start is admitted within milliseconds
+//!   instead of up to 200 ms later. Healthy pods are still never re-probed.
 //! - **No redundant updates.** Upstream, after a pod moved from ready to not
 //!   ready, re-emits the same update at every tick until the Endpoints change
 //!   again; here ticks emit only when the healthy set changes.
