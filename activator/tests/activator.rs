@@ -757,3 +757,38 @@ async fn app_recording_first_hit(
     });
     app
 }
+
+// §10 check 16: a transport error on the way to a pod is a 502 with the
+// error's text. The pod passes the activator's probe, then drops every request.
+#[tokio::test]
+async fn a_transport_error_is_a_502_with_the_errors_text() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let pod = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|req: Request<Incoming>| async move {
+                    let probe = req.headers().get("user-agent").map(|v| v.as_bytes())
+                        == Some(b"Knative-Activator-Probe".as_slice());
+                    if probe {
+                        Ok(Response::new(Full::new(Bytes::from("queue"))))
+                    } else {
+                        Err("dropped")
+                    }
+                });
+                // An error from the service closes the connection unanswered.
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let mut state = revision("real-name", 10, 60);
+    state.ready = vec![pod.to_string()];
+    let h = Harness::start(vec![state], &[]).await;
+    let [a, b] = for_revision("real-name");
+    let (status, body) = within(10, get(h.addr, "/", &[(a.0, &a.1), (b.0, &b.1)])).await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.ends_with('\n') && body.len() > 1, "{body:?}");
+    h.stop().await;
+}
