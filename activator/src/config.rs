@@ -65,6 +65,10 @@ pub struct Config {
     /// `ACTIVATOR_METRICS_PROTOCOL` (`none`|`prometheus`|`grpc`|`http/protobuf`,
     /// default `none`): config-observability's `metrics-protocol`.
     pub metrics_protocol: MetricsProtocol,
+    /// `ACTIVATOR_REQUEST_LOG_TEMPLATE`: config-observability's
+    /// `logging.request-log-template` with `logging.enable-request-log` on;
+    /// unset or empty, no request log.
+    pub request_log_template: Option<String>,
 }
 
 /// config-observability's `metrics-protocol`.
@@ -170,6 +174,8 @@ impl Config {
                 str::parse,
             )?
             .unwrap_or_default(),
+            request_log_template: optional(env, "ACTIVATOR_REQUEST_LOG_TEMPLATE")?
+                .filter(|t| !t.is_empty()),
         })
     }
 

@@ -4,13 +4,18 @@
 //! ([`crate::reporter`]) → timeouts → throttler ([`crate::throttler`]) →
 //! forwarding ([`crate::forward`]).
 //!
-//! Metrics ([`crate::metrics`]) wrap everything past the probe answers; spans
-//! and the request log are not here yet.
+//! Metrics ([`crate::metrics`]) wrap everything past the probe answers, and the
+//! request log (queue-proxy's template engine, with the request's revision)
+//! everything past the lookup, as upstream's RequestLogHandler; spans are not
+//! here yet.
 
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use queue_proxy::body::{Completion, ProxyBody};
 use queue_proxy::error::{ProxyError, go_http_error};
+use queue_proxy::request_log::{
+    LogGuard, RequestInfo, RequestLogger, RevisionInfo, content_length_from_hint,
+};
 use queue_proxy::server::Handler;
 use queue_proxy::timeout::RequestTimeouts;
 use std::net::SocketAddr;
@@ -45,6 +50,8 @@ pub struct ActivatorHandler {
     pub(crate) passthrough_lb: bool,
     /// `None` unless the metrics protocol is `prometheus`.
     pub(crate) metrics: Option<Arc<ActivatorMetrics>>,
+    /// `None` unless a request-log template is set.
+    pub(crate) request_log: Option<Arc<RequestLogger>>,
 }
 
 impl ActivatorHandler {
@@ -69,7 +76,7 @@ impl ActivatorHandler {
     /// throttling and forwarding.
     async fn activate(
         self: Arc<Self>,
-        mut req: Request<Incoming>,
+        req: Request<Incoming>,
         peer: SocketAddr,
         timer: Option<&mut ServerTimer>,
     ) -> Response<ProxyBody> {
@@ -87,6 +94,27 @@ impl ActivatorHandler {
         if let Some(timer) = timer {
             timer.revision(&revision);
         }
+        let Some(logger) = self.request_log.as_ref().filter(|l| l.should_log(false)) else {
+            return self.activate_revision(req, peer, revision).await;
+        };
+        let (parts, body) = req.into_parts();
+        let content_length = content_length_from_hint(&http_body::Body::size_hint(&body));
+        let info = RequestInfo::from_parts(&parts, Some(peer), content_length);
+        let mut log = LogGuard::new(logger.clone(), info, false, Instant::now())
+            .for_revision(Arc::new(request_log_revision(&revision)));
+        let req = Request::from_parts(parts, body);
+        let resp = self.activate_revision(req, peer, revision).await;
+        log.responded(resp.status().as_u16());
+        resp.map(|body| body.with_log(log))
+    }
+
+    /// Past the lookup: reporting, timeouts, throttling and forwarding.
+    async fn activate_revision(
+        self: Arc<Self>,
+        mut req: Request<Incoming>,
+        peer: SocketAddr,
+        revision: Revision,
+    ) -> Response<ProxyBody> {
         let key = revision.key.clone();
         // Counted from here to the end of the response, queue time included.
         let reported = self.reporter.track(&key);
@@ -182,6 +210,19 @@ impl ActivatorHandler {
             .get(&key)
             .map(|s| s.revision.clone());
         found.ok_or(key)
+    }
+}
+
+/// The revision as the request log's `.Revision` shows it: the activator has
+/// no pod of the revision, so `PodName` and `PodIP` are empty (spec §8.2).
+fn request_log_revision(revision: &Revision) -> RevisionInfo {
+    RevisionInfo {
+        name: revision.key.name.clone(),
+        namespace: revision.key.namespace.clone(),
+        service: revision.service.clone(),
+        configuration: revision.configuration.clone(),
+        pod_name: String::new(),
+        pod_ip: String::new(),
     }
 }
 

@@ -13,6 +13,7 @@
 //! [`DestsUpdate`]s to the throttler; the [`ConcurrencyReporter`] sends its
 //! batches to the [`AutoscalerLink`], whose status gates health.
 
+use queue_proxy::request_log::{RequestLogger, RevisionInfo};
 use queue_proxy::request_metrics::MetricsEndpoint;
 use queue_proxy::server::{Protocols, ServeError, Shutdown, bind_dual_stack, serve};
 use std::collections::BTreeMap;
@@ -151,6 +152,13 @@ impl ActivatorServer {
             held: HeldLimit::new(config.max_held_per_revision),
             passthrough_lb: config.mesh_pod_addressability,
             metrics: metrics.clone(),
+            request_log: config.request_log_template.as_deref().map(|template| {
+                Arc::new(RequestLogger::new_or_disabled(
+                    template,
+                    RevisionInfo::default(),
+                    false,
+                ))
+            }),
         });
 
         let (trigger, stop) = Shutdown::new();

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use tokio::time::Instant;
 
-use super::{LogEntry, RequestInfo, RequestLogger, ResponseInfo};
+use super::{LogEntry, RequestInfo, RequestLogger, ResponseInfo, RevisionInfo};
 
 /// Collects a request's status and body size, and logs the line on drop.
 pub struct LogGuard {
@@ -15,6 +15,8 @@ pub struct LogGuard {
     started: Instant,
     code: u16,
     bytes: u64,
+    /// The request's revision, when not the logger's own (the activator).
+    revision: Option<Arc<RevisionInfo>>,
 }
 
 impl LogGuard {
@@ -33,7 +35,14 @@ impl LogGuard {
             // Go's default when the handler never writes a status.
             code: 200,
             bytes: 0,
+            revision: None,
         }
+    }
+
+    /// The line names `revision` instead of the logger's own.
+    pub fn for_revision(mut self, revision: Arc<RevisionInfo>) -> Self {
+        self.revision = Some(revision);
+        self
     }
 
     /// The status the client got.
@@ -49,10 +58,14 @@ impl LogGuard {
 
 impl Drop for LogGuard {
     fn drop(&mut self) {
-        self.logger.log(&LogEntry {
+        let entry = LogEntry {
             request: &self.request,
             response: ResponseInfo::new(self.code, self.bytes, self.started.elapsed()),
             is_probe: self.is_probe,
-        });
+        };
+        match &self.revision {
+            Some(revision) => self.logger.log_for(&entry, revision),
+            None => self.logger.log(&entry),
+        }
     }
 }

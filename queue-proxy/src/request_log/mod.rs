@@ -192,6 +192,17 @@ impl<S: LineSink> RequestLogger<S> {
     /// request log template" line if it fails). Returns false, writing nothing, when the
     /// entry is not to be logged.
     pub fn render(&self, entry: &LogEntry<'_>, out: &mut Vec<u8>) -> bool {
+        self.render_for(entry, &self.revision, out)
+    }
+
+    /// [`render`](Self::render) for a request of `revision` (the activator
+    /// serves many revisions; the queue-proxy's is fixed).
+    pub fn render_for(
+        &self,
+        entry: &LogEntry<'_>,
+        revision: &RevisionInfo,
+        out: &mut Vec<u8>,
+    ) -> bool {
         let Some(template) = &self.template else {
             return false;
         };
@@ -199,7 +210,7 @@ impl<S: LineSink> RequestLogger<S> {
             return false;
         }
         let start = out.len();
-        let input = data::Input::new(entry, &self.revision);
+        let input = data::Input::new(entry, revision);
         if let Err(error) = template.execute(Value::Obj(&input), out) {
             tracing::debug!(%error, "request log template failed");
             out.truncate(start);
@@ -211,12 +222,17 @@ impl<S: LineSink> RequestLogger<S> {
     /// Renders the line for `entry` and writes it to the sink in one write. Write errors
     /// are ignored, as upstream ignores them.
     pub fn log(&self, entry: &LogEntry<'_>) {
+        self.log_for(entry, &self.revision);
+    }
+
+    /// [`log`](Self::log) for a request of `revision`.
+    pub fn log_for(&self, entry: &LogEntry<'_>, revision: &RevisionInfo) {
         if !self.should_log(entry.is_probe) {
             return;
         }
         let mut buf = BUFFER.take();
         buf.clear();
-        if self.render(entry, &mut buf)
+        if self.render_for(entry, revision, &mut buf)
             && let Err(error) = self.sink.write_line(&buf)
         {
             tracing::debug!(%error, "writing a request log line failed");

@@ -1,0 +1,165 @@
+//! The `activator` binary itself: its exit on bad configuration, and the
+//! request log it writes to stdout.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_activator");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A pod stand-in on a thread: answers the activator's probe with `queue` and
+/// everything else with `hello`, one request per connection.
+fn fake_pod() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            std::thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read(&mut byte).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                let body = if head.contains("user-agent: knative-activator-probe") {
+                    "queue"
+                } else {
+                    "hello"
+                };
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            });
+        }
+    });
+    addr
+}
+
+struct Activator {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    port: u16,
+}
+
+impl Activator {
+    fn start(dir: &std::path::Path, revisions: &str, extra: &[(&str, &str)]) -> Activator {
+        let source = dir.join("revisions.json");
+        std::fs::write(&source, revisions).unwrap();
+        let port = free_port();
+        let mut cmd = Command::new(BIN);
+        cmd.env_clear()
+            .env("POD_NAME", "activator-test")
+            .env("POD_IP", "127.0.0.1")
+            .env("SYSTEM_NAMESPACE", "knative-serving")
+            .env("ACTIVATOR_HTTP_PORT", port.to_string())
+            .env("ACTIVATOR_H2C_PORT", "0")
+            .env("ACTIVATOR_STATIC_SOURCE", &source)
+            .env("ACTIVATOR_DRAIN_TIMEOUT_MS", "0")
+            .env(
+                "ACTIVATOR_AUTOSCALER_URL",
+                format!("ws://127.0.0.1:{}", free_port()),
+            )
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        Activator { child, lines, port }
+    }
+
+    /// One request, retried until the port is open and the answer is 200.
+    fn get_until_ok(&self, headers: &str) -> String {
+        for _ in 0..200 {
+            if let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) {
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let _ = write!(
+                    stream,
+                    "GET /some/path?q=1 HTTP/1.1\r\nhost: example.com\r\n{headers}connection: close\r\n\r\n"
+                );
+                let mut answer = String::new();
+                let _ = stream.read_to_string(&mut answer);
+                if answer.starts_with("HTTP/1.1 200") {
+                    return answer;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        panic!("the activator never answered 200");
+    }
+}
+
+impl Drop for Activator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_missing_required_variable_exits_1_naming_it() {
+    let out = Command::new(BIN)
+        .env_clear()
+        .env("POD_NAME", "a")
+        .env("SYSTEM_NAMESPACE", "knative-serving")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("POD_IP"), "{stderr}");
+}
+
+// Spec §8.2: one stdout line per request, rendered with the request's revision;
+// the activator knows no pod, so PodName and PodIP are empty.
+#[test]
+fn the_request_log_names_the_requests_revision() {
+    let dir = std::env::temp_dir().join(format!("activator-binary-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pod = fake_pod();
+    let revisions = format!(
+        r#"{{"revisions": [{{"namespace": "ns", "name": "rev-1", "service": "svc",
+            "configuration": "cfg", "containerConcurrency": 10, "ready": ["{pod}"]}}]}}"#
+    );
+    let template = "{{.Request.Method}} {{.Request.RequestURI}} {{.Response.Code}} \
+                    {{.Revision.Namespace}}/{{.Revision.Name}} {{.Revision.Service}} \
+                    {{.Revision.Configuration}} [{{.Revision.PodName}}{{.Revision.PodIP}}]";
+    let activator = Activator::start(
+        &dir,
+        &revisions,
+        &[("ACTIVATOR_REQUEST_LOG_TEMPLATE", template)],
+    );
+    let answer = activator
+        .get_until_ok("knative-serving-namespace: ns\r\nknative-serving-revision: rev-1\r\n");
+    assert!(answer.ends_with("hello"), "{answer}");
+    let line = activator
+        .lines
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a request-log line");
+    assert_eq!(line, "GET /some/path?q=1 200 ns/rev-1 svc cfg []");
+    let _ = std::fs::remove_dir_all(&dir);
+}
