@@ -442,7 +442,38 @@ def ports_free(ports: list[tuple[str, int]]) -> list[tuple[str, int]]:
     return busy
 
 
-def smoke(bin_dir: Path) -> None:
+def measure_footprint(qp: Jailed, act: Jailed) -> None:
+    """wrk at a few connection counts through each binary: RSS (peak sampled every
+    0.1 s and after) and CPU-s per 10k requests. Figures behind deploy/'s
+    resource requests; nothing asserted. The app is this script's Python server,
+    so the request rates are the app's, not the proxies'."""
+    if shutil.which("wrk") is None:
+        raise SmokeFailure("--footprint needs wrk (apt-get install wrk)")
+    print("== footprint (wrk -t1 -d10s)")
+    lua = Path(tempfile.mkstemp(suffix=".lua")[1])
+    lua.write_text("".join(f'wrk.headers["{k}"] = "{v}"\n' for k, v in VIA_ACTIVATOR.items()))
+    for p, port, script in ((qp, 8012, None), (act, ACTIVATOR_HTTP_PORT, lua)):
+        for conns in (1, 50, 500):
+            cpu0, peak = p.cpu_s(), p.rss_mib()
+            cmd = ["wrk", "-t1", f"-c{conns}", "-d10s", f"http://127.0.0.1:{port}/"]
+            if script:
+                cmd[1:1] = ["-s", str(script)]
+            wrk = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+            while wrk.poll() is None:
+                peak = max(peak, p.rss_mib())
+                time.sleep(0.1)
+            out = wrk.stdout.read() if wrk.stdout else ""
+            reqs = int(next(line.split()[0] for line in out.splitlines() if "requests in" in line))
+            bad = [line.strip() for line in out.splitlines() if "Non-2xx" in line or "Socket errors" in line]
+            cpu = p.cpu_s() - cpu0
+            print(
+                f"  {p.name} c{conns}: {reqs / 10:.0f} req/s, {10000 * cpu / max(reqs, 1):.3f} CPU-s/10k req, "
+                f"VmRSS peak {peak:.1f} MiB, after {p.rss_mib():.1f} MiB {bad}"
+            )
+    lua.unlink()
+
+
+def smoke(bin_dir: Path, footprint: bool) -> None:
     if os.geteuid() != 0:
         raise SmokeFailure("needs root: it chroots and mounts, then drops to uid 65532")
     busy = ports_free(
@@ -456,6 +487,7 @@ def smoke(bin_dir: Path) -> None:
     os.chmod(workdir, 0o755)
     procs: list[Jailed] = []
     app = http.server.ThreadingHTTPServer(("127.0.0.1", APP_PORT), App)
+    app.handle_error = lambda *_: None  # clients that hang up (wrk at its end) are not news
     threading.Thread(target=app.serve_forever, daemon=True).start()
     autoscaler = StandInAutoscaler((AUTOSCALER_IP, 8080))
     try:
@@ -545,6 +577,9 @@ def smoke(bin_dir: Path) -> None:
             f"{act.cpu_s() - act_cpu0:.2f} CPU-s ({time.monotonic() - t_burst:.1f} s)"
         )
 
+        if footprint:
+            measure_footprint(qp, act)
+
         print("== SIGTERM to both: the drains")
         for p in procs:
             p.proc.send_signal(signal.SIGTERM)
@@ -580,9 +615,10 @@ def main() -> int:
         return 1  # not reached: execve replaced us
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--bin-dir", type=Path, default=REPO / "target/x86_64-unknown-linux-gnu/dist")
+    parser.add_argument("--footprint", action="store_true", help="also measure RSS/CPU under wrk load")
     args = parser.parse_args()
     try:
-        smoke(args.bin_dir)
+        smoke(args.bin_dir, args.footprint)
     except SmokeFailure as err:
         print(f"smoke: FAILED: {err}", file=sys.stderr)
         return 1
