@@ -262,6 +262,38 @@ def check_render(docs: list[dict], fixture: list[dict], images: dict[str, str], 
             r.check(c.get(field) == upstream.get(field), f"{where}: activator {field} kept from upstream")
 
 
+def check_plain_patches(kubectl: str, rendered: list[dict], fixture: list[dict], r: Report) -> None:
+    """The plain-YAML route (the `kubectl patch` command each patch file documents)
+    gives the same objects as the kustomize route."""
+    by_name = {name_of(d): d for d in rendered}
+    for path in sorted((DEPLOY / "components").rglob("*.yaml")):
+        if path.name == "kustomization.yaml":
+            continue
+        text = path.read_text()
+        kind = re.search(r"--type (\w+)", text)
+        if not r.check(kind is not None, f"{rel(path)}: documents its `kubectl patch --type`"):
+            continue
+        patch = load_docs(path, r)[0]
+        target = next((d for d in fixture if name_of(d) == name_of(patch)), None)
+        if not r.check(target is not None, f"{rel(path)}: patches an object of upstream's release"):
+            continue
+        with tempfile.TemporaryDirectory() as tmp:
+            obj = Path(tmp) / "object.yaml"
+            obj.write_text(yaml.safe_dump(target))
+            out = subprocess.run(
+                [kubectl, "patch", "--local", "-f", str(obj), "--type", kind.group(1),
+                 "--patch-file", str(path), "-o", "yaml"],
+                capture_output=True, text=True, env={"KUBECONFIG": "/dev/null", "PATH": "/usr/bin:/bin"},
+            )  # fmt: skip
+        if not r.check(out.returncode == 0, f"{rel(path)}: kubectl patch --local applies ({out.stderr.strip()})"):
+            continue
+        patched = yaml.safe_load(out.stdout)
+        r.check(
+            patched == by_name.get(name_of(patch)),
+            f"{rel(path)}: kubectl patch gives the same {name_of(patch)} as kustomize",
+        )
+
+
 def check_resource_comments(path: Path, r: Report) -> None:
     """Every resource figure sits under (or beside) a comment that has a number in it."""
     lines = path.read_text().splitlines()
@@ -406,6 +438,8 @@ def main() -> int:
             check_contract(d, where, r, partial=False)
         if UPSTREAM_RELEASE in (doc.get("resources") or []):
             check_render(rendered, fixture, kustomization_images(doc), where, r)
+            if path.parent == DEPLOY / "overlay":
+                check_plain_patches(args.kubectl, rendered, fixture, r)
 
     print("== deploy/Dockerfile")
     check_dockerfile(r)
