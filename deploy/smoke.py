@@ -593,7 +593,10 @@ def smoke(bin_dir: Path, footprint: bool) -> None:
         check(status == 200, f"requests are still served while both drain ({status})")
         t_last = time.monotonic()
         for p, quiet, since in ((qp, QP_DRAIN_S, t_last), (act, ACTIVATOR_DRAIN_S, t_term)):
-            code = p.proc.wait(timeout=quiet + 20)
+            try:
+                code = p.proc.wait(timeout=quiet + 20)
+            except subprocess.TimeoutExpired:
+                raise SmokeFailure(f"{p.name} still running {quiet + 20} s after SIGTERM") from None
             took = time.monotonic() - since
             check(code == 0, f"{p.name} exits 0 after its drain ({code}, {took:.1f} s)")
             check(took >= quiet - 1, f"{p.name} kept serving for its {quiet} s drain ({took:.1f} s)")
