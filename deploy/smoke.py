@@ -352,13 +352,11 @@ class StandInAutoscaler:
                     length = struct.unpack("!H", f.read(2))[0]
                 elif length == 127:
                     length = struct.unpack("!Q", f.read(8))[0]
-                mask = f.read(4) if header[1] & 0x80 else b""
-                f.read(length)
+                f.read((4 if header[1] & 0x80 else 0) + length)  # mask key and payload, unread
                 if opcode == 0x2:
                     self.frames += 1
                 elif opcode == 0x8:
                     return
-                _ = mask
         except OSError:
             return
 
