@@ -22,9 +22,10 @@ The activator gets its Deployment's env plus the extensions it needs today:
 ACTIVATOR_STATIC_SOURCE (revisions from a file until the Kubernetes source
 lands) and ACTIVATOR_HTTP_PORT/ACTIVATOR_H2C_PORT (8012/8013 are the
 queue-proxy's on this one host). It reaches a stand-in autoscaler at its
-default address, ws://autoscaler.knative-serving.svc.cluster.local:8080, found
-through the kubelet-style /etc/hosts (127.0.0.2), so name resolution by the
-static glibc binary is exercised too. It must turn Ready once the websocket is
+default address, ws://autoscaler.knative-serving.svc.cluster.local:8080,
+resolved by a stand-in cluster DNS server named in the kubelet-style
+/etc/resolv.conf (search list, ndots:5; no NSS modules in the tree), so the
+static glibc binary's DNS path is exercised. It must turn Ready once the websocket is
 up, forward a request to the queue-proxy, send stats, and drain on SIGTERM.
 
 Prints RSS and CPU time of both processes (figures only, nothing asserted).
@@ -62,6 +63,8 @@ APP_PORT = 8080
 QP_POD = "hello-00001-deployment-5d8f7c9b4-x2xkq"
 ACTIVATOR_POD = "activator-7c6b9d5f8-abcde"
 AUTOSCALER_IP = "127.0.0.2"  # the stand-in autoscaler's "pod"; 127.0.0.1:8080 is the app
+AUTOSCALER_NAME = "autoscaler.knative-serving.svc.cluster.local"
+CLUSTER_DNS_IP = "127.0.53.53"  # the stand-in cluster DNS (kube-dns's ClusterIP in a pod's resolv.conf)
 ACTIVATOR_HTTP_PORT = 18012
 ACTIVATOR_H2C_PORT = 18013
 ACTIVATOR_DRAIN_S = 45  # upstream's DefaultDrainTimeout, the activator's default
@@ -212,10 +215,11 @@ def build_rootfs(parent: Path, name: str, binary: Path, hostname: str, extra: di
     kubelet_files = {
         "etc/hosts": (
             "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-            f"127.0.0.1\t{hostname}\n{AUTOSCALER_IP}\tautoscaler.knative-serving.svc.cluster.local\n"
+            f"127.0.0.1\t{hostname}\n"
         ),
         "etc/resolv.conf": (
-            "search default.svc.cluster.local svc.cluster.local cluster.local\nnameserver 127.0.0.53\noptions ndots:5\n"
+            "search knative-serving.svc.cluster.local svc.cluster.local cluster.local\n"
+            f"nameserver {CLUSTER_DNS_IP}\noptions ndots:5\n"
         ),
         "etc/hostname": hostname + "\n",
         **extra,
@@ -361,6 +365,37 @@ class StandInAutoscaler:
             return
 
 
+class StandInDns:
+    """The cluster DNS, for one name: A records for `names`, NXDOMAIN for other
+    names (the resolver walks the search list first, ndots:5), no data for
+    other types (AAAA). Records every name asked."""
+
+    def __init__(self, addr: tuple[str, int], names: dict[str, str]):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(addr)
+        self.names = names
+        self.asked: list[tuple[str, int]] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            query, peer = self.sock.recvfrom(512)
+            labels, i = [], 12
+            while query[i]:
+                labels.append(query[i + 1 : i + 1 + query[i]].decode())
+                i += 1 + query[i]
+            qtype = struct.unpack("!H", query[i + 1 : i + 3])[0]
+            question = query[12 : i + 5]
+            name = ".".join(labels).lower()
+            self.asked.append((name, qtype))
+            answer = b""
+            if name in self.names and qtype == 1:
+                answer = b"\xc0\x0c" + struct.pack("!HHIH", 1, 1, 30, 4) + socket.inet_aton(self.names[name])
+            rcode = 0 if name in self.names else 3
+            header = query[:2] + struct.pack("!HHHHH", 0x8580 | rcode, 1, 1 if answer else 0, 0, 0)
+            self.sock.sendto(header + question + answer, peer)
+
+
 # ---------------------------------------------------------------------------
 # Clients.
 
@@ -488,6 +523,7 @@ def smoke(bin_dir: Path, footprint: bool) -> None:
     app.handle_error = lambda *_: None  # clients that hang up (wrk at its end) are not news
     threading.Thread(target=app.serve_forever, daemon=True).start()
     autoscaler = StandInAutoscaler((AUTOSCALER_IP, 8080))
+    dns = StandInDns((CLUSTER_DNS_IP, 53), {AUTOSCALER_NAME: AUTOSCALER_IP})
     try:
         qp_root = build_rootfs(workdir, "queue-proxy", bin_dir / "queue-proxy", QP_POD, {})
         act_root = build_rootfs(
@@ -539,8 +575,9 @@ def smoke(bin_dir: Path, footprint: bool) -> None:
         check_confinement(act, act_root)
         act_idle_rss = act.rss_mib()
         check(
-            autoscaler.connections >= 1,
-            "it resolved autoscaler.knative-serving.svc.cluster.local (kubelet /etc/hosts) and connected",
+            (AUTOSCALER_NAME, 1) in dns.asked and autoscaler.connections >= 1,
+            f"it resolved {AUTOSCALER_NAME} through the cluster DNS in resolv.conf and connected "
+            f"({len(dns.asked)} DNS queries)",
         )
         status, _, body = get(ACTIVATOR_HTTP_PORT, headers={"Host": "hello.default.example.com", **VIA_ACTIVATOR})
         check(status == 200 and body == b"hello from the app\n", f"activator -> queue-proxy -> app ({status})")
