@@ -655,6 +655,9 @@ def main() -> int:
     parser.add_argument("--bin-dir", type=Path, default=REPO / "target/x86_64-unknown-linux-gnu/dist")
     parser.add_argument("--footprint", action="store_true", help="also measure RSS/CPU under wrk load")
     args = parser.parse_args()
+    # Stopped from outside (CI after another step failed): unwind, so the
+    # finally blocks stop the binaries and free the ports.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         smoke(args.bin_dir, args.footprint)
     except SmokeFailure as err:
