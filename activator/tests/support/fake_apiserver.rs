@@ -5,7 +5,8 @@
 //! reads.
 //!
 //! Tests change objects with [`FakeApiServer::apply`] / [`FakeApiServer::delete`],
-//! and break things the way a real cluster does: [`FakeApiServer::drop_watches`]
+//! and break things the way a real cluster does: [`FakeApiServer::end_watches`]
+//! ends watches cleanly (a watch timeout), [`FakeApiServer::drop_watches`]
 //! cuts every watch connection mid-stream, [`FakeApiServer::expire`] answers
 //! open and future watches from old resourceVersions with `410 Gone`,
 //! [`FakeApiServer::set_down`] makes the server refuse every request (an API
@@ -211,6 +212,12 @@ impl FakeApiServer {
                 .tx
                 .send(Err(std::io::Error::other("connection dropped")));
         }
+    }
+
+    /// Ends every open watch cleanly, as an API server does when a watch's
+    /// `timeoutSeconds` runs out.
+    pub fn end_watches(&self) {
+        self.state.lock().watches.clear();
     }
 
     /// Compacts the history: open watches get a `410 Gone` error event and

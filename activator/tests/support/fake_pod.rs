@@ -8,7 +8,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use parking_lot::Mutex;
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -68,7 +68,8 @@ impl FakePod {
                 let state = state.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| answer(state.clone(), req));
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    // HTTP/1.1 and h2c prior knowledge, as a queue-proxy.
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
