@@ -15,7 +15,9 @@ use activator::config::Config;
 use activator::revision::private_service_name;
 use activator::server::ActivatorServer;
 use activator::source::RevisionSource;
-use activator::source::kubernetes::{ConfigMaps, KubernetesSource, StartError};
+use activator::source::kubernetes::{
+    ConfigMaps, KubeVersion, KubernetesSource, SourceOptions, StartError,
+};
 use serde_json::{Value, json};
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
@@ -346,6 +348,33 @@ async fn startup_fails_without_the_config_maps() {
             .contains("\"config-observability\" not found"),
         "{err}"
     );
+}
+
+// Startup: an API server older than KUBERNETES_MIN_VERSION is refused (after
+// retrying for `version_wait`; a minute in the binary).
+#[tokio::test]
+async fn too_old_api_server_is_refused() {
+    let api = cluster(&[]).await;
+    let options = |min_version| SourceOptions {
+        system_namespace: SYSTEM.into(),
+        config_logging_name: "config-logging".into(),
+        config_observability_name: "config-observability".into(),
+        min_version,
+        version_wait: Duration::ZERO,
+    };
+    let kubeconfig = api.kubeconfig();
+    let client = || activator::source::kubernetes::client(Some(&kubeconfig));
+    let err = KubernetesSource::start(client().await.unwrap(), options(KubeVersion(1, 99, 0)))
+        .await
+        .err()
+        .unwrap();
+    assert_eq!(
+        err.to_string(),
+        "kubernetes version \"v1.34.1\" is not compatible, need at least \"v1.99.0\" \
+         (this can be overridden with the env var \"KUBERNETES_MIN_VERSION\")"
+    );
+    let source = KubernetesSource::start(client().await.unwrap(), options(KubeVersion(1, 34, 1)));
+    assert!(within(20, source).await.is_ok());
 }
 
 // The binary itself: missing env names the variable; a missing config-network
@@ -803,8 +832,13 @@ async fn watches_reopened(api: &FakeApiServer) {
     .await;
 }
 
-/// After a disruption: a new pod and a new revision are still picked up.
-async fn still_follows_changes(api: &FakeApiServer, a: &Activator, first: &FakePod) {
+/// After a disruption: a new pod and a new revision are still picked up. The
+/// new pods are returned: they must outlive the traffic sent to them.
+async fn still_follows_changes(
+    api: &FakeApiServer,
+    a: &Activator,
+    first: &FakePod,
+) -> [FakePod; 2] {
     let second = FakePod::ready("pod-2").await;
     private_endpoints(api, "r", &[first.dest(), second.dest()], &[]);
     a.until_known("r", 2).await;
@@ -812,6 +846,7 @@ async fn still_follows_changes(api: &FakeApiServer, a: &Activator, first: &FakeP
     revision(api, "later", 0, 30, None);
     private_endpoints(api, "later", &[other.dest()], &[]);
     assert_eq!(eventually(a, "later", 200).await, "other-pod");
+    [second, other]
 }
 
 // Watches ended by the server and watch connections cut mid-stream: the
@@ -834,7 +869,7 @@ async fn watch_drops_do_not_interrupt_traffic() {
         }
     }
     watches_reopened(&api).await;
-    still_follows_changes(&api, &a, &pod).await;
+    let _pods = still_follows_changes(&api, &a, &pod).await;
     traffic.all_succeeded().await;
     stop.send_replace(true);
     assert!(fewest.await.unwrap() >= 1, "no snapshot lost the revision");
@@ -860,7 +895,7 @@ async fn gone_410_relists_without_interrupting_traffic() {
     })
     .await;
     watches_reopened(&api).await;
-    still_follows_changes(&api, &a, &pod).await;
+    let _pods = still_follows_changes(&api, &a, &pod).await;
     traffic.all_succeeded().await;
     stop.send_replace(true);
     assert!(
@@ -888,7 +923,7 @@ async fn api_server_restart_keeps_serving_known_revisions() {
     );
     api.set_down(false);
     watches_reopened(&api).await;
-    still_follows_changes(&api, &a, &pod).await;
+    let _pods = still_follows_changes(&api, &a, &pod).await;
     traffic.all_succeeded().await;
     stop.send_replace(true);
     assert!(fewest.await.unwrap() >= 1);

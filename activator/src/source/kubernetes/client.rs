@@ -87,8 +87,8 @@ impl fmt::Display for KubeVersion {
 #[derive(Debug, thiserror::Error)]
 pub enum VersionError {
     #[error(
-        "kubernetes version {found:?} is not compatible, need at least {min} \
-         (this can be overridden with the env var KUBERNETES_MIN_VERSION)"
+        "kubernetes version {found:?} is not compatible, need at least \"{min}\" \
+         (this can be overridden with the env var \"KUBERNETES_MIN_VERSION\")"
     )]
     TooOld { found: String, min: KubeVersion },
     #[error("kubernetes version {0:?} cannot be parsed")]
