@@ -119,11 +119,15 @@ fn private_endpoints_on(
 
 /// The private Service, its ClusterIP standing in at `dest`.
 fn private_service(api: &FakeApiServer, rev: &str, dest: &str) {
+    private_service_named(api, rev, &private_service_name(rev), dest);
+}
+
+fn private_service_named(api: &FakeApiServer, rev: &str, name: &str, dest: &str) {
     let (ip, port) = dest.rsplit_once(':').unwrap();
     api.apply(
         "services",
         json!({
-            "metadata": {"namespace": NS, "name": private_service_name(rev), "labels": {
+            "metadata": {"namespace": NS, "name": name, "labels": {
                 "networking.internal.knative.dev/serviceType": "Private",
                 "serving.knative.dev/revision": rev}},
             "spec": {"clusterIP": ip, "ports": [
@@ -469,6 +473,22 @@ async fn check_38_mesh_like_failures_fall_back_to_the_cluster_ip() {
     let got = a.get("no-mesh").await;
     assert!(is_timeout(&got), "{got:?}");
     assert_eq!(service.served() + plain.served(), 0);
+}
+
+// §5.1: a revision name too long for `<rev>-private` finds its Service by
+// kmeta.ChildName's rule (first 23 characters, the name's MD5, the suffix).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_revision_names_find_their_private_service() {
+    let api = cluster(&[("mesh-compatibility-mode", "enabled")]).await;
+    let a = Activator::start(&api, &[]).await;
+    let service = FakePod::ready("cluster-ip").await;
+    let rev = "long-revision-name-that-goes-on-and-on-and-on-00001-abcdefghij";
+    revision(&api, rev, 0, 1, None);
+    // Computed with Python's hashlib, not with the code under test.
+    let name = "long-revision-name-thatf8cf76a9d925fd7980ccfd37c5728276-private";
+    private_service_named(&api, rev, name, &service.dest());
+    private_endpoints(&api, rev, &["10.1.0.1:8012".to_owned()], &[]);
+    assert_eq!(eventually(&a, rev, 200).await, "cluster-ip");
 }
 
 // §10 check 39, mesh-compatibility-mode from config-network: `enabled` never
