@@ -328,6 +328,18 @@ async fn cold_start_releases_held_requests_to_a_real_queue_proxy() {
     a.stop().await;
 }
 
+// An HTTPS API server, as in every real cluster: rustls with the ring
+// provider, the CA from the kubeconfig.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_server_over_tls() {
+    let api = FakeApiServer::start_tls().await;
+    config_map(&api, "config-network", json!({}));
+    config_map(&api, "config-logging", json!({}));
+    config_map(&api, "config-observability", json!({}));
+    let a = Activator::start(&api, &[]).await;
+    let _pod = serving(&api, &a, "r", 1).await;
+}
+
 // §1.3: no config-network, no activator (upstream's fatal GET); the other two
 // maps must exist too (upstream's config-map watcher).
 #[tokio::test]

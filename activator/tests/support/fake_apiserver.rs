@@ -92,6 +92,32 @@ struct State {
     down: bool,
 }
 
+/// A TLS acceptor for 127.0.0.1 and the PEM of the CA that signed it.
+fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, String) {
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &issuer)
+        .unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![leaf.der().clone()],
+        rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+    )
+    .unwrap();
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca.pem())
+}
+
 /// The fake API server; dropping it stops it.
 pub struct FakeApiServer {
     addr: SocketAddr,
@@ -104,13 +130,43 @@ impl Drop for FakeApiServer {
     fn drop(&mut self) {
         self.task.abort();
         let _ = std::fs::remove_file(&self.kubeconfig);
+        let _ = std::fs::remove_file(self.kubeconfig.with_extension("ca.pem"));
     }
 }
 
 impl FakeApiServer {
+    /// A plain-HTTP server.
     pub async fn start() -> FakeApiServer {
+        FakeApiServer::start_with(false).await
+    }
+
+    /// An HTTPS server with a certificate for 127.0.0.1 from a fresh CA,
+    /// which the kubeconfig trusts (as a cluster's CA bundle).
+    pub async fn start_tls() -> FakeApiServer {
+        FakeApiServer::start_with(true).await
+    }
+
+    async fn start_with(tls: bool) -> FakeApiServer {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let file = |ext: &str| {
+            std::env::temp_dir().join(format!(
+                "activator-fake-apiserver-{}-{n}.{ext}",
+                std::process::id()
+            ))
+        };
+        let kubeconfig = file("kubeconfig");
+        let (acceptor, scheme, ca_line) = if tls {
+            let (acceptor, ca_pem) = tls_acceptor();
+            let ca_path = kubeconfig.with_extension("ca.pem");
+            std::fs::write(&ca_path, ca_pem).unwrap();
+            let ca_line = format!("    certificate-authority: {}\n", ca_path.display());
+            (Some(acceptor), "https", ca_line)
+        } else {
+            (None, "http", String::new())
+        };
         let state = Arc::new(Mutex::new(State {
             rv: 1000,
             ..State::default()
@@ -119,27 +175,31 @@ impl FakeApiServer {
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let state = shared.clone();
+                let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let service = service_fn(move |req| {
                         let state = state.clone();
                         async move { handle(&state, req) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let http = hyper::server::conn::http1::Builder::new();
+                    match acceptor {
+                        Some(acceptor) => {
+                            let Ok(tls) = acceptor.accept(stream).await else {
+                                return;
+                            };
+                            let _ = http.serve_connection(TokioIo::new(tls), service).await;
+                        }
+                        None => {
+                            let _ = http.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
-        static COUNTER: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        let kubeconfig = std::env::temp_dir().join(format!(
-            "activator-fake-apiserver-{}-{n}.kubeconfig",
-            std::process::id()
-        ));
         std::fs::write(
             &kubeconfig,
             format!(
-                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: http://{addr}\n\
+                "apiVersion: v1\nkind: Config\nclusters:\n- name: fake\n  cluster:\n    server: {scheme}://{addr}\n{ca_line}\
                  users:\n- name: activator\n  user:\n    token: fake-token\n\
                  contexts:\n- name: fake\n  context:\n    cluster: fake\n    user: activator\n\
                  current-context: fake\n"
