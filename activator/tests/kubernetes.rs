@@ -364,6 +364,13 @@ async fn startup_fails_without_the_config_maps() {
             .contains("\"config-observability\" not found"),
         "{err}"
     );
+    // The watches of the failed start are gone with it.
+    within(10, async {
+        while api.open_watches() > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
 }
 
 // Startup: an API server older than KUBERNETES_MIN_VERSION is refused (after

@@ -93,14 +93,16 @@ pub struct KubernetesSource {
     snapshots: watch::Receiver<Snapshot>,
     config_maps: watch::Receiver<ConfigMaps>,
     network: NetworkConfig,
-    tasks: Vec<JoinHandle<()>>,
+    _tasks: Vec<AbortOnDrop>,
 }
 
-impl Drop for KubernetesSource {
+/// A task that stops with its owner: the source's watches end when the source
+/// is dropped, or when its startup fails half-way.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
-        for task in &self.tasks {
-            task.abort();
-        }
+        self.0.abort();
     }
 }
 
@@ -193,14 +195,14 @@ impl KubernetesSource {
                 })?;
         let (maps_tx, config_maps) = watch::channel(first_maps);
         let (snapshot_tx, snapshots) = watch::channel(Arc::new(caches.build()));
-        tasks.push(tokio::spawn(publish_changes(
+        tasks.push(AbortOnDrop(tokio::spawn(publish_changes(
             caches,
             snapshot_tx,
             config_store,
             names,
             maps_tx,
             changed,
-        )));
+        ))));
         tracing::info!(
             revisions = snapshots.borrow().len(),
             "caches synced; watching the Kubernetes API"
@@ -209,7 +211,7 @@ impl KubernetesSource {
             snapshots,
             config_maps,
             network,
-            tasks,
+            _tasks: tasks,
         })
     }
 
@@ -235,7 +237,7 @@ impl RevisionSource for KubernetesSource {
 #[derive(Default)]
 struct Watches {
     changed: Arc<Notify>,
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Vec<AbortOnDrop>,
     listed: Vec<(&'static str, BoxFuture<'static, Result<(), WriterDropped>>)>,
 }
 
@@ -256,7 +258,7 @@ impl Watches {
             })
             .reflect(writer);
         let changed = self.changed.clone();
-        self.tasks.push(tokio::spawn(async move {
+        self.tasks.push(AbortOnDrop(tokio::spawn(async move {
             let mut events = std::pin::pin!(events);
             let mut failing = false;
             while let Some(event) = events.next().await {
@@ -278,7 +280,7 @@ impl Watches {
                     }
                 }
             }
-        }));
+        })));
         let reader = store.clone();
         self.listed.push((
             name,
