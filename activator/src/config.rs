@@ -5,15 +5,19 @@
 //! Reuses the queue-proxy's env plumbing ([`EnvSource`], [`ConfigError`] and
 //! Go's parsers), so tests pass a map and never touch the process env.
 //!
-//! Upstream reads `config-network` and friends from the Kubernetes API; until
-//! that lands, the settings the data path needs come from extension variables
-//! (`ACTIVATOR_*` below), which upstream does not know.
+//! Upstream reads `config-network` and friends from the Kubernetes API, and so
+//! does the Kubernetes source (the default). With the static source
+//! (`ACTIVATOR_STATIC_SOURCE`) there is no API, and the settings the data path
+//! needs come from extension variables (`ACTIVATOR_*` below), which upstream
+//! does not know.
 
 use queue_proxy::config::goparse::{self, NumError};
 use queue_proxy::config::{ConfigError, EnvSource, NotUnicode};
 use std::path::PathBuf;
 
 use crate::backends::MeshMode;
+use crate::source::kubernetes::KubeVersion;
+use crate::source::kubernetes::client::DEFAULT_MIN_VERSION;
 use std::time::Duration;
 
 /// The activator's configuration.
@@ -37,6 +41,15 @@ pub struct Config {
     /// `METRICS_PROMETHEUS_PORT` (1024–65535, default 9090), or the
     /// `ACTIVATOR_METRICS_PORT` extension (any port; 0 for tests).
     pub metrics_port: u16,
+    /// `KUBECONFIG`: kubeconfig file(s); unset means the in-cluster config.
+    pub kubeconfig: Option<String>,
+    /// `CONFIG_LOGGING_NAME` (default `config-logging`).
+    pub config_logging_name: String,
+    /// `CONFIG_OBSERVABILITY_NAME` (default `config-observability`).
+    pub config_observability_name: String,
+    /// `KUBERNETES_MIN_VERSION` (default `v1.34.0`): the API server must be at
+    /// least this version.
+    pub kubernetes_min_version: KubeVersion,
 
     // === extensions ===
     /// `ACTIVATOR_HTTP_PORT` (default 8012).
@@ -44,7 +57,7 @@ pub struct Config {
     /// `ACTIVATOR_H2C_PORT` (default 8013).
     pub h2c_port: u16,
     /// `ACTIVATOR_STATIC_SOURCE`: a JSON file of revisions and endpoints (see
-    /// `source::static_file`). Required until the Kubernetes source exists.
+    /// `source::static_file`) instead of the Kubernetes API.
     pub static_source: Option<PathBuf>,
     /// `ACTIVATOR_AUTOSCALER_URL`: overrides `ws://autoscaler.<ns>.svc.<domain>:8080`.
     pub autoscaler_url: Option<String>,
@@ -58,9 +71,11 @@ pub struct Config {
     pub worker_threads: Option<usize>,
     /// `ACTIVATOR_ENABLE_MESH_POD_ADDRESSABILITY` (bool, default false):
     /// config-network's `enable-mesh-pod-addressability` ("passthrough LB").
+    /// With the Kubernetes source, config-network's value replaces it.
     pub mesh_pod_addressability: bool,
     /// `ACTIVATOR_MESH_COMPATIBILITY_MODE` (`auto`|`enabled`|`disabled`, default
-    /// `auto`): config-network's `mesh-compatibility-mode`.
+    /// `auto`): config-network's `mesh-compatibility-mode`. With the Kubernetes
+    /// source, config-network's value replaces it.
     pub mesh_compatibility_mode: MeshMode,
     /// `ACTIVATOR_METRICS_PROTOCOL` (`none`|`prometheus`|`grpc`|`http/protobuf`,
     /// default `none`): config-observability's `metrics-protocol`.
@@ -132,6 +147,17 @@ impl Config {
                 })?
                 .unwrap_or(9090),
             },
+            kubeconfig: optional(env, "KUBECONFIG")?.filter(|k| !k.is_empty()),
+            config_logging_name: optional(env, "CONFIG_LOGGING_NAME")?
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "config-logging".to_owned()),
+            config_observability_name: optional(env, "CONFIG_OBSERVABILITY_NAME")?
+                .filter(|n| !n.is_empty())
+                .unwrap_or_else(|| "config-observability".to_owned()),
+            kubernetes_min_version: parsed(env, "KUBERNETES_MIN_VERSION", "version", |v| {
+                v.parse::<KubeVersion>().map_err(|_| NumError::Syntax)
+            })?
+            .unwrap_or(DEFAULT_MIN_VERSION),
             http_port: parsed(env, "ACTIVATOR_HTTP_PORT", "port", goparse::parse_port)?
                 .unwrap_or(8012),
             h2c_port: parsed(env, "ACTIVATOR_H2C_PORT", "port", goparse::parse_port)?
@@ -270,6 +296,10 @@ mod tests {
         assert_eq!(c.max_held_per_revision, None);
         assert_eq!(c.metrics_port, 9090);
         assert_eq!(c.metrics_protocol, MetricsProtocol::None);
+        assert_eq!(c.kubeconfig, None);
+        assert_eq!(c.config_logging_name, "config-logging");
+        assert_eq!(c.config_observability_name, "config-observability");
+        assert_eq!(c.kubernetes_min_version, DEFAULT_MIN_VERSION);
         assert_eq!(
             c.autoscaler_url(),
             "ws://autoscaler.knative-serving.svc.cluster.local:8080"
@@ -296,6 +326,7 @@ mod tests {
             ("ACTIVATOR_MAX_HELD_PER_REVISION", "0"),
             ("METRICS_PROMETHEUS_PORT", "80"),
             ("ACTIVATOR_METRICS_PROTOCOL", "statsd"),
+            ("KUBERNETES_MIN_VERSION", "1.34"),
         ] {
             let err = Config::from_env(&env(&[(key, value)]), None).unwrap_err();
             assert_eq!(err.key(), key, "{err}");

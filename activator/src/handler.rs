@@ -116,6 +116,9 @@ impl ActivatorHandler {
         revision: Revision,
     ) -> Response<ProxyBody> {
         let key = revision.key.clone();
+        // Upstream creates the revision's throttler on first use; the source
+        // sync may not have reached it yet for a revision just created.
+        self.throttler.upsert_revision(&revision);
         // Counted from here to the end of the response, queue time included.
         let reported = self.reporter.track(&key);
         let timeouts = RequestTimeouts {

@@ -10,6 +10,9 @@ use std::time::Duration;
 
 use activator::config::Config;
 use activator::server::ActivatorServer;
+use activator::source::RevisionSource;
+use activator::source::kubernetes::KubernetesSource;
+use activator::source::kubernetes::config_maps::apply_observability;
 use activator::source::static_file::StaticFileSource;
 use queue_proxy::config::ProcessEnv;
 use queue_proxy::{logging, runtime, signals};
@@ -23,12 +26,6 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(err),
     };
-    let Some(source_path) = config.static_source.clone() else {
-        return fail(
-            "ACTIVATOR_STATIC_SOURCE: required: revisions come from a static file until \
-             the Kubernetes source is available",
-        );
-    };
     logging::init(&std::env::var("SERVING_LOGGING_LEVEL").unwrap_or_default());
 
     let quota = runtime::cpu_quota_cores(Path::new("/sys/fs/cgroup"));
@@ -40,11 +37,35 @@ fn main() -> ExitCode {
         Err(err) => return fail(format_args!("building runtime: {err}")),
     };
     rt.block_on(async move {
-        let source = match StaticFileSource::load(&source_path) {
-            Ok(source) => Arc::new(source),
-            Err(err) => return fail(err),
+        let mut config = config;
+        let source: Arc<dyn RevisionSource> = match config.static_source.clone() {
+            Some(path) => match StaticFileSource::load(&path) {
+                Ok(source) => {
+                    let source = Arc::new(source);
+                    source.spawn_reload(STATIC_SOURCE_RELOAD);
+                    source
+                }
+                Err(err) => return fail(err),
+            },
+            None => match KubernetesSource::from_config(&config).await {
+                Ok(source) => {
+                    let network = source.network();
+                    network.apply_to(&mut config);
+                    let observability = source.config_maps().borrow().observability.clone();
+                    if let Err(err) = apply_observability(&observability, &mut config) {
+                        return fail(err);
+                    }
+                    if network.system_internal_tls {
+                        tracing::warn!(
+                            "config-network enables system-internal-tls, which this activator \
+                             does not serve yet (no :8112); plain 8012/8013 stay open"
+                        );
+                    }
+                    Arc::new(source)
+                }
+                Err(err) => return fail(err),
+            },
         };
-        source.spawn_reload(STATIC_SOURCE_RELOAD);
         let shutdown = match signals::shutdown_signal() {
             Ok(shutdown) => shutdown,
             Err(err) => return fail(format_args!("installing signal handlers: {err}")),

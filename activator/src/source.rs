@@ -12,6 +12,7 @@ use tokio::sync::watch;
 
 use crate::revision::{Revision, RevisionKey};
 
+pub mod kubernetes;
 pub mod static_file;
 
 /// What the source knows about one revision.

@@ -8,48 +8,26 @@ use activator::server::ActivatorServer;
 use activator::source::static_file::StaticFileSource;
 use activator::source::{RevisionState, Snapshot};
 use bytes::Bytes;
-use futures_util::StreamExt;
 use http::{Request, Response};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use metrics_proto::{Message, WireStatMessages};
+use metrics_proto::WireStatMessages;
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 // === harness ===
 
-/// A stand-in autoscaler: accepts the activator's websocket and decodes every
-/// binary frame as `WireStatMessages`.
-async fn autoscaler() -> (String, mpsc::UnboundedReceiver<WireStatMessages>) {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("ws://{}", listener.local_addr().unwrap());
-    let (tx, rx) = mpsc::unbounded_channel();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = listener.accept().await {
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                let Ok(mut ws) = tokio_tungstenite::accept_async(tcp).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.next().await {
-                    if let tokio_tungstenite::tungstenite::Message::Binary(data) = msg {
-                        let _ = tx.send(WireStatMessages::decode(data).expect("frame decodes"));
-                    }
-                }
-            });
-        }
-    });
-    (url, rx)
-}
+mod support;
+use support::http::{autoscaler, get, send, within};
 
 fn revision(name: &str, cc: u32, timeout_secs: u64) -> RevisionState {
     RevisionState {
@@ -154,38 +132,6 @@ impl Harness {
         }
         within(10, self.task).await.unwrap();
     }
-}
-
-async fn within<T>(secs: u64, f: impl Future<Output = T>) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), f)
-        .await
-        .expect("timed out")
-}
-
-/// One request on a new HTTP/1.1 connection: status, headers, body.
-async fn send(addr: SocketAddr, req: Request<Full<Bytes>>) -> (u16, http::HeaderMap, String) {
-    let stream = TcpStream::connect(addr).await.unwrap();
-    let (mut tx, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let resp = tx.send_request(req).await.unwrap();
-    let (parts, body) = resp.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    (
-        parts.status.as_u16(),
-        parts.headers,
-        String::from_utf8_lossy(&body).into_owned(),
-    )
-}
-
-async fn get(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
-    let mut req = Request::get(path).header("host", "example.com");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let (status, _, body) = send(addr, req.body(Full::new(Bytes::new())).unwrap()).await;
-    (status, body)
 }
 
 fn for_revision(name: &str) -> [(&'static str, String); 2] {

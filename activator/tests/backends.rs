@@ -11,22 +11,25 @@ use activator::revision::{DestsUpdate, Protocol, Revision, RevisionKey};
 use activator::source::static_file::StaticFileSource;
 use activator::source::{RevisionSource, RevisionState, Snapshot};
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio::time::{Instant, timeout};
+
+mod support;
+use support::real_pod::RealPod;
 
 const NAMESPACE: &str = "test-namespace";
 const NAME: &str = "test-revision";
@@ -689,79 +692,6 @@ async fn release_fast_admits_a_pod_within_milliseconds() {
         upstream.as_secs_f64() * 1e3
     );
     assert!(fast < ms(100), "took {fast:?}");
-}
-
-/// A real queue-proxy in front of an app whose `/healthz` follows `ready`.
-struct RealPod {
-    ready: Arc<AtomicBool>,
-    main: String,
-    _app: JoinHandle<()>,
-    _qp: JoinHandle<()>,
-}
-
-impl RealPod {
-    async fn start(ready: bool) -> RealPod {
-        let ready = Arc::new(AtomicBool::new(ready));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let app_port = listener.local_addr().unwrap().port();
-        let flag = ready.clone();
-        let app = tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let flag = flag.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |_req: Request<Incoming>| {
-                        let status = if flag.load(Ordering::SeqCst) {
-                            StatusCode::OK
-                        } else {
-                            StatusCode::SERVICE_UNAVAILABLE
-                        };
-                        async move {
-                            Ok::<_, Infallible>(
-                                Response::builder()
-                                    .status(status)
-                                    .body(Full::new(Bytes::new()))
-                                    .unwrap(),
-                            )
-                        }
-                    });
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-
-        let mut env: HashMap<String, String> = queue_proxy::config::test_env(app_port);
-        for var in [
-            "QUEUE_SERVING_PORT",
-            "QUEUE_SERVING_TLS_PORT",
-            "QUEUE_PROXY_ADMIN_PORT",
-            "QUEUE_PROXY_METRICS_PORT",
-        ] {
-            env.insert(var.into(), "0".into());
-        }
-        // One HTTP attempt per health check (periodSeconds > 0), so the
-        // queue-proxy answers 503 at once while the app is not ready.
-        env.insert(
-            "SERVING_READINESS_PROBE".into(),
-            format!(
-                r#"{{"httpGet":{{"path":"/healthz","port":{app_port},"host":"127.0.0.1","scheme":"HTTP"}},"successThreshold":1,"periodSeconds":1,"timeoutSeconds":1}}"#
-            ),
-        );
-        let config = queue_proxy::config::Config::from_env(&env).expect("valid queue-proxy env");
-        let sidecar = queue_proxy::Sidecar::bind(config).expect("queue-proxy binds");
-        let main = format!("127.0.0.1:{}", sidecar.main_addr().port());
-        let qp = tokio::spawn(sidecar.run(std::future::pending()));
-        RealPod {
-            ready,
-            main,
-            _app: app,
-            _qp: qp,
-        }
-    }
 }
 
 // §10 check 36 end to end, and release fast through the real queue-proxy: the
