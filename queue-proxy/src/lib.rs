@@ -49,6 +49,7 @@ pub mod logging;
 pub mod observability;
 pub mod probes;
 pub mod proxy;
+pub mod proxy_spans;
 pub mod readiness;
 pub mod request_log;
 pub mod request_metrics;
@@ -58,6 +59,8 @@ pub mod server;
 pub mod sidecar;
 pub mod signals;
 pub mod stats;
+pub mod telemetry;
+pub mod timefmt;
 pub mod timeout;
 pub mod tls;
 

@@ -1,0 +1,115 @@
+//! W3C context propagation over HTTP headers: `traceparent` and `tracestate`
+//! (Trace Context) and `baggage`, the propagators upstream installs (no B3).
+//!
+//! Only used when tracing is on: with `tracing.protocol: none` nothing is
+//! extracted or injected and the incoming headers reach the app untouched.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+use opentelemetry::Context;
+use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+
+/// Trace Context and Baggage, in that order (upstream's composite propagator).
+#[derive(Debug, Default)]
+pub struct Propagator {
+    trace_context: TraceContextPropagator,
+    baggage: BaggagePropagator,
+}
+
+impl Propagator {
+    /// The context carried by `headers`: the remote parent span (if any valid
+    /// `traceparent`) and the baggage.
+    pub fn extract(&self, headers: &HeaderMap) -> Context {
+        let carrier = HeaderExtractor(headers);
+        let cx = self.trace_context.extract(&carrier);
+        self.baggage.extract_with_context(&cx, &carrier)
+    }
+
+    /// Writes `cx` into `headers`, replacing what was there: `traceparent` and
+    /// `tracestate` for a valid span context, `baggage` when there is baggage.
+    pub fn inject(&self, cx: &Context, headers: &mut HeaderMap) {
+        let mut carrier = HeaderInjector(headers);
+        self.trace_context.inject_context(cx, &mut carrier);
+        self.baggage.inject_context(cx, &mut carrier);
+    }
+}
+
+/// Reads propagation fields from request headers.
+pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
+
+impl Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(HeaderName::as_str).collect()
+    }
+
+    fn get_all(&self, key: &str) -> Option<Vec<&str>> {
+        let all: Vec<&str> = self
+            .0
+            .get_all(key)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!all.is_empty()).then_some(all)
+    }
+}
+
+/// Writes propagation fields into request headers.
+pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
+
+impl Injector for HeaderInjector<'_> {
+    fn set(&mut self, key: &str, value: String) {
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(key.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            self.0.insert(name, value);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry::baggage::BaggageExt;
+    use opentelemetry::trace::TraceContextExt;
+
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    #[test]
+    fn round_trip_keeps_trace_state_and_baggage() {
+        let mut headers = HeaderMap::new();
+        headers.insert("traceparent", HeaderValue::from_static(PARENT));
+        headers.insert("tracestate", HeaderValue::from_static("congo=t61rcWkgMzE"));
+        headers.insert("baggage", HeaderValue::from_static("user=alice"));
+        let p = Propagator::default();
+        let cx = p.extract(&headers);
+        let span = cx.span().span_context().clone();
+        assert!(span.is_remote() && span.is_sampled());
+        assert_eq!(
+            span.trace_id().to_string(),
+            "4bf92f3577b34da6a3ce929d0e0e4736"
+        );
+        assert_eq!(
+            cx.baggage().get("user").map(|v| v.as_str().to_owned()),
+            Some("alice".to_owned())
+        );
+
+        let mut out = HeaderMap::new();
+        p.inject(&cx, &mut out);
+        assert_eq!(out["traceparent"], PARENT);
+        assert_eq!(out["tracestate"], "congo=t61rcWkgMzE");
+        assert_eq!(out["baggage"], "user=alice");
+    }
+
+    #[test]
+    fn malformed_traceparent_gives_no_parent() {
+        let mut headers = HeaderMap::new();
+        headers.insert("traceparent", HeaderValue::from_static("00-zz-yy-01"));
+        let cx = Propagator::default().extract(&headers);
+        assert!(!cx.span().span_context().is_valid());
+    }
+}
