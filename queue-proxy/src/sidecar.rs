@@ -126,6 +126,13 @@ impl Sidecar {
             config.enable_multi_container_probes,
         )?;
         let observability = ObservabilityConfig::parse(&config.observability_config)?;
+        tracing::debug!(
+            tracing = %observability.tracing.protocol,
+            sampling_rate = observability.tracing.sampling_rate,
+            request_metrics = %observability.request_metrics.protocol,
+            request_log = observability.enable_request_log,
+            "observability settings"
+        );
         let tls = TlsSetup::from_config(&config)?;
         let tracing = TracingPlan::from_config(&observability.tracing, telemetry::process_env)
             .map_err(telemetry::TelemetryError::from)?;

@@ -188,10 +188,13 @@ impl Drop for Running {
     }
 }
 
-#[test]
-fn starts_with_unknown_args_and_logs_to_stderr() {
+/// Starts the binary with `env` and `args`, waits until its main port accepts,
+/// kills it, and returns its stdout and stderr.
+fn run_until_listening(
+    mut env: std::collections::HashMap<String, String>,
+    args: &[&str],
+) -> (String, String) {
     let main_port = free_port();
-    let mut env = test_env(free_port());
     env.insert("QUEUE_SERVING_PORT".into(), main_port.to_string());
     env.insert("QUEUE_PROXY_ADMIN_PORT".into(), free_port().to_string());
     env.insert("QUEUE_PROXY_METRICS_PORT".into(), free_port().to_string());
@@ -199,7 +202,7 @@ fn starts_with_unknown_args_and_logs_to_stderr() {
     let mut child = Running(
         queue_proxy()
             .envs(env)
-            .args(["--foo", "bar"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -244,7 +247,12 @@ fn starts_with_unknown_args_and_logs_to_stderr() {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
+    (out, err)
+}
 
+#[test]
+fn starts_with_unknown_args_and_logs_to_stderr() {
+    let (out, err) = run_until_listening(test_env(free_port()), &["--foo", "bar"]);
     let logs: Vec<&str> = err.lines().collect();
     assert!(
         logs.iter()
@@ -262,6 +270,61 @@ fn starts_with_unknown_args_and_logs_to_stderr() {
     );
     // stdout belongs to the request log.
     assert!(!out.contains("sizing runtime"), "{out}");
+}
+
+/// Knative's default config-logging zap config.
+const ZAP_CONFIG: &str = r#"{"level": "info", "development": false, "outputPaths": ["stdout"],
+  "errorOutputPaths": ["stderr"], "encoding": "json", "encoderConfig": {"timeKey": "timestamp",
+  "levelKey": "severity", "nameKey": "logger", "callerKey": "caller", "messageKey": "message",
+  "stacktraceKey": "stacktrace", "lineEnding": "", "levelEncoder": "", "timeEncoder": "iso8601",
+  "durationEncoder": "", "callerEncoder": ""}}"#;
+
+// Process logs (spec §9): every line is zap-shaped JSON with the revision key
+// and the pod; the level comes from SERVING_LOGGING_LEVEL, else from the config.
+#[test]
+fn process_logs_carry_revision_key_and_pod() {
+    let mut env = test_env(free_port());
+    env.insert("SERVING_LOGGING_CONFIG".into(), ZAP_CONFIG.into());
+    env.insert("SERVING_LOGGING_LEVEL".into(), "".into());
+    env.insert("SERVING_NAMESPACE".into(), "team-a".into());
+    env.insert("SERVING_REVISION".into(), "hello-00001".into());
+    env.insert("SERVING_POD".into(), "hello-00001-deployment-abc".into());
+    let (_, err) = run_until_listening(env.clone(), &[]);
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "no logs");
+    for line in &lines {
+        assert_eq!(line["knative.dev/key"], "team-a/hello-00001", "{line}");
+        assert_eq!(
+            line["knative.dev/pod"], "hello-00001-deployment-abc",
+            "{line}"
+        );
+        assert_eq!(line["logger"], "queueproxy", "{line}");
+        assert!(line["timestamp"].as_str().unwrap().ends_with('Z'), "{line}");
+        assert_ne!(line["severity"], "debug", "{line}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "queue-proxy listening"),
+        "{err}"
+    );
+
+    // The variable wins over the config's level: debug lines appear.
+    env.insert("SERVING_LOGGING_LEVEL".into(), "debug".into());
+    let (_, err) = run_until_listening(env.clone(), &[]);
+    let severities: Vec<String> = err
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["severity"].to_string())
+        .collect();
+    assert!(severities.iter().any(|s| s == "\"debug\""), "{err}");
+
+    // Errors only: the info lines are gone.
+    env.insert("SERVING_LOGGING_LEVEL".into(), "error".into());
+    let (_, err) = run_until_listening(env, &[]);
+    assert!(!err.contains("queue-proxy listening"), "{err}");
 }
 
 /// Sends `signal` (e.g. "TERM") to `child` through the system `kill`, so the test needs no
