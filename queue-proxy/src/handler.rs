@@ -65,8 +65,10 @@ impl QueueProxy {
             .as_ref()
             .map(|metrics| metrics.server_started(&req));
         let span = self.tracing.as_ref().map(|tracing| {
-            let tag = route_tag::route_tag(req.headers()).to_owned();
-            tracing.server_span(&mut req, peer.ip(), &tag)
+            tracing.server_span(&mut req, peer.ip(), |req| {
+                let tag = route_tag::route_tag(req.headers()).to_owned();
+                vec![opentelemetry::KeyValue::new("kn.route.tag", tag)]
+            })
         });
         let mut resp = Box::pin(self.clone().serve_logged(req, peer)).await;
         if let Some(span) = span {

@@ -292,6 +292,24 @@ async fn sampled_out_requests_propagate_but_export_nothing() {
     let parts: Vec<&str> = sent.split('-').collect();
     assert_eq!((parts[1], parts[3]), (TRACE_ID, "00"), "{sent}");
     assert_ne!(parts[2], PARENT_SPAN);
+    // No empty `tracestate` is added (Go's propagator sets none).
+    assert_eq!(echoed_header(&got, "tracestate"), None);
+    let got = get(
+        qp.main,
+        "/",
+        &[
+            ("traceparent", TRACEPARENT),
+            ("tracestate", "a=b"),
+            ("baggage", "k=v"),
+        ],
+    )
+    .await;
+    assert_eq!(echoed_header(&got, "tracestate").as_deref(), Some("a=b"));
+    assert_eq!(echoed_header(&got, "baggage").as_deref(), Some("k=v"));
+    // Without a parent, a new trace id reaches the app.
+    let got = get(qp.main, "/", &[]).await;
+    let sent = echoed_header(&got, "traceparent").expect("a new trace");
+    assert!(sent.starts_with("00-") && sent.ends_with("-00"), "{sent}");
     qp.stop().await;
     assert!(collector.spans().is_empty());
 }

@@ -7,7 +7,9 @@
 use http::{HeaderMap, HeaderName, HeaderValue};
 use opentelemetry::Context;
 use opentelemetry::propagation::{Extractor, Injector, TextMapPropagator};
+use opentelemetry::trace::{SpanContext, TraceContextExt};
 use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
+use opentelemetry_sdk::trace::{IdGenerator, RandomIdGenerator};
 
 /// Trace Context and Baggage, in that order (upstream's composite propagator).
 #[derive(Debug, Default)]
@@ -23,6 +25,25 @@ impl Propagator {
         let carrier = HeaderExtractor(headers);
         let cx = self.trace_context.extract(&carrier);
         self.baggage.extract_with_context(&cx, &carrier)
+    }
+
+    /// Writes the context of an unsampled request's call into `headers`: the
+    /// trace id of `span`, a new span id, its flags and trace state. Nothing is
+    /// recorded for such a request, so no span objects are made for it; the
+    /// baggage headers are already the incoming ones.
+    pub fn inject_unsampled(&self, span: &SpanContext, headers: &mut HeaderMap) {
+        if !span.is_valid() {
+            return;
+        }
+        let cx = Context::new().with_remote_span_context(SpanContext::new(
+            span.trace_id(),
+            RandomIdGenerator::default().new_span_id(),
+            span.trace_flags(),
+            false,
+            span.trace_state().clone(),
+        ));
+        self.trace_context
+            .inject_context(&cx, &mut HeaderInjector(headers));
     }
 
     /// Writes `cx` into `headers`, replacing what was there: `traceparent` and
@@ -62,6 +83,10 @@ pub struct HeaderInjector<'a>(pub &'a mut HeaderMap);
 
 impl Injector for HeaderInjector<'_> {
     fn set(&mut self, key: &str, value: String) {
+        // Go's propagators set nothing for an empty trace state or baggage.
+        if value.is_empty() {
+            return;
+        }
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(key.as_bytes()),
             HeaderValue::from_str(&value),
@@ -75,7 +100,6 @@ impl Injector for HeaderInjector<'_> {
 mod tests {
     use super::*;
     use opentelemetry::baggage::BaggageExt;
-    use opentelemetry::trace::TraceContextExt;
 
     const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
@@ -103,6 +127,32 @@ mod tests {
         assert_eq!(out["traceparent"], PARENT);
         assert_eq!(out["tracestate"], "congo=t61rcWkgMzE");
         assert_eq!(out["baggage"], "user=alice");
+    }
+
+    #[test]
+    fn empty_trace_state_is_not_sent() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "traceparent",
+            HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00"),
+        );
+        let p = Propagator::default();
+        let cx = p.extract(&headers);
+        let mut out = HeaderMap::new();
+        p.inject(&cx, &mut out);
+        assert!(out.get("tracestate").is_none() && out.get("baggage").is_none());
+        let mut out = HeaderMap::new();
+        p.inject_unsampled(&cx.span().span_context().clone(), &mut out);
+        let tp = out["traceparent"].to_str().unwrap();
+        assert!(
+            tp.starts_with("00-4bf92f3577b34da6a3ce929d0e0e4736-"),
+            "{tp}"
+        );
+        assert!(
+            tp.ends_with("-00") && !tp.contains("00f067aa0ba902b7"),
+            "{tp}"
+        );
+        assert!(out.get("tracestate").is_none());
     }
 
     #[test]

@@ -143,8 +143,15 @@ impl Tracing {
     }
 
     /// Starts the server span for `req` as a child of the context its headers
-    /// carry, and stores the new context in `req`'s extensions.
-    pub fn server_span<B>(&self, req: &mut Request<B>, peer: IpAddr, route_tag: &str) -> SpanGuard {
+    /// carry, and stores the new context in `req`'s extensions. When the span
+    /// is recorded it gets the HTTP attributes and those `extra` returns (the
+    /// queue-proxy's `kn.route.tag`, the activator's revision labels).
+    pub fn server_span<B>(
+        &self,
+        req: &mut Request<B>,
+        peer: IpAddr,
+        extra: impl FnOnce(&Request<B>) -> Vec<KeyValue>,
+    ) -> SpanGuard {
         let parent = self.propagator.extract(req.headers());
         let builder = SpanBuilder::from_name(semconv::server_span_name(req.method()))
             .with_kind(SpanKind::Server);
@@ -156,7 +163,7 @@ impl Tracing {
         if guard.is_recording() {
             let span = guard.cx.span();
             span.set_attributes(request_attributes(req, peer));
-            span.set_attribute(KeyValue::new("kn.route.tag", route_tag.to_owned()));
+            span.set_attributes(extra(req));
         }
         req.extensions_mut()
             .insert(RequestContext(guard.cx.clone()));
