@@ -250,6 +250,21 @@ async fn spans_and_metrics_over_otlp_grpc() {
     });
 }
 
+/// A request with `traceparent`, `tracestate: a=b` and `baggage: k=v`.
+async fn get_with_full_context(qp: &Qp) -> Got {
+    let context = [
+        ("traceparent", TRACEPARENT),
+        ("tracestate", "a=b"),
+        ("baggage", "k=v"),
+    ];
+    get(qp.main, "/", &context).await
+}
+
+fn assert_trace_state_and_baggage_kept(got: &Got) {
+    assert_eq!(echoed_header(got, "tracestate").as_deref(), Some("a=b"));
+    assert_eq!(echoed_header(got, "baggage").as_deref(), Some("k=v"));
+}
+
 // `none`: the headers reach the app exactly as sent, nothing is exported.
 #[tokio::test]
 async fn tracing_none_passes_headers_unchanged() {
@@ -257,22 +272,12 @@ async fn tracing_none_passes_headers_unchanged() {
     let app = start_echo_app().await;
     let observability = config("none", 1.0, &collector.http_endpoint(), "none");
     let qp = Qp::start(app.port(), &[("OBSERVABILITY_CONFIG", &observability)]).await;
-    let got = get(
-        qp.main,
-        "/",
-        &[
-            ("traceparent", TRACEPARENT),
-            ("tracestate", "a=b"),
-            ("baggage", "k=v"),
-        ],
-    )
-    .await;
+    let got = get_with_full_context(&qp).await;
     assert_eq!(
         echoed_header(&got, "traceparent").as_deref(),
         Some(TRACEPARENT)
     );
-    assert_eq!(echoed_header(&got, "tracestate").as_deref(), Some("a=b"));
-    assert_eq!(echoed_header(&got, "baggage").as_deref(), Some("k=v"));
+    assert_trace_state_and_baggage_kept(&got);
     let plain = get(qp.main, "/", &[]).await;
     assert_eq!(echoed_header(&plain, "traceparent"), None);
     qp.stop().await;
@@ -294,18 +299,8 @@ async fn sampled_out_requests_propagate_but_export_nothing() {
     assert_ne!(parts[2], PARENT_SPAN);
     // No empty `tracestate` is added (Go's propagator sets none).
     assert_eq!(echoed_header(&got, "tracestate"), None);
-    let got = get(
-        qp.main,
-        "/",
-        &[
-            ("traceparent", TRACEPARENT),
-            ("tracestate", "a=b"),
-            ("baggage", "k=v"),
-        ],
-    )
-    .await;
-    assert_eq!(echoed_header(&got, "tracestate").as_deref(), Some("a=b"));
-    assert_eq!(echoed_header(&got, "baggage").as_deref(), Some("k=v"));
+    let got = get_with_full_context(&qp).await;
+    assert_trace_state_and_baggage_kept(&got);
     // Without a parent, a new trace id reaches the app.
     let got = get(qp.main, "/", &[]).await;
     let sent = echoed_header(&got, "traceparent").expect("a new trace");
