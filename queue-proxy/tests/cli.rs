@@ -441,3 +441,90 @@ fn invalid_readiness_probe_json_exits_1_naming_it() {
         );
     }
 }
+
+/// `tracing.protocol: stdout` (spec §9): the spans of a request are printed as
+/// JSON lines on stdout by the time the binary has drained and exited.
+#[test]
+fn stdout_tracing_prints_spans_at_exit() {
+    use std::io::{BufRead, BufReader, Write};
+
+    // A user container answering every request `200 ok`.
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app_port = app.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in app.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    if line == "\r\n" {
+                        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+
+    let main_port = free_port();
+    let mut env = test_env(app_port);
+    env.insert("QUEUE_SERVING_PORT".into(), main_port.to_string());
+    env.insert("QUEUE_PROXY_ADMIN_PORT".into(), free_port().to_string());
+    env.insert("QUEUE_PROXY_METRICS_PORT".into(), free_port().to_string());
+    env.insert("QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS".into(), "0".into());
+    env.insert(
+        "OBSERVABILITY_CONFIG".into(),
+        r#"{"tracing":{"protocol":"stdout"}}"#.into(),
+    );
+    let mut child = Running(
+        queue_proxy()
+            .envs(env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut client = None;
+    for _ in 0..200 {
+        if let Ok(conn) = TcpStream::connect(("127.0.0.1", main_port)) {
+            client = Some(conn);
+            break;
+        }
+        sleep(Duration::from_millis(50));
+    }
+    let mut client = client.expect("main port never accepted");
+    client
+        .write_all(b"POST /x HTTP/1.1\r\nHost: example.com\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    send_signal(&child.0, "TERM");
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut out = String::new();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let spans: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let names: Vec<&str> = spans.iter().map(|s| s["Name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["HTTP POST", "kn.queueproxy.proxy", "POST"], "{out}");
+    let server = &spans[2];
+    assert_eq!(server["SpanKind"], 2);
+    assert_eq!(
+        spans[1]["Parent"]["SpanID"],
+        server["SpanContext"]["SpanID"]
+    );
+    assert_eq!(
+        spans[0]["Parent"]["SpanID"],
+        spans[1]["SpanContext"]["SpanID"]
+    );
+}
