@@ -327,6 +327,27 @@ fn process_logs_carry_revision_key_and_pod() {
     assert!(!err.contains("queue-proxy listening"), "{err}");
 }
 
+/// Upstream's env for an app on `app_port`, serving on `main_port`, with free
+/// admin and metrics ports.
+fn env_on_free_ports(app_port: u16, main_port: u16) -> std::collections::HashMap<String, String> {
+    let mut env = test_env(app_port);
+    env.insert("QUEUE_SERVING_PORT".into(), main_port.to_string());
+    env.insert("QUEUE_PROXY_ADMIN_PORT".into(), free_port().to_string());
+    env.insert("QUEUE_PROXY_METRICS_PORT".into(), free_port().to_string());
+    env
+}
+
+/// A connection to `port` once the binary listens there (up to 10 s).
+fn connect_when_listening(port: u16) -> TcpStream {
+    for _ in 0..200 {
+        if let Ok(conn) = TcpStream::connect(("127.0.0.1", port)) {
+            return conn;
+        }
+        sleep(Duration::from_millis(50));
+    }
+    panic!("main port {port} never accepted");
+}
+
 /// Sends `signal` (e.g. "TERM") to `child` through the system `kill`, so the test needs no
 /// unsafe FFI.
 fn send_signal(child: &Child, signal: &str) {
@@ -358,10 +379,7 @@ fn second_signal_exits_1_immediately() {
     });
 
     let main_port = free_port();
-    let mut env = test_env(app_port);
-    env.insert("QUEUE_SERVING_PORT".into(), main_port.to_string());
-    env.insert("QUEUE_PROXY_ADMIN_PORT".into(), free_port().to_string());
-    env.insert("QUEUE_PROXY_METRICS_PORT".into(), free_port().to_string());
+    let env = env_on_free_ports(app_port, main_port);
     let mut child = Running(
         queue_proxy()
             .envs(env)
@@ -386,15 +404,7 @@ fn second_signal_exits_1_immediately() {
     };
 
     wait_for_log("sizing runtime");
-    let mut client = None;
-    for _ in 0..200 {
-        if let Ok(conn) = TcpStream::connect(("127.0.0.1", main_port)) {
-            client = Some(conn);
-            break;
-        }
-        sleep(Duration::from_millis(50));
-    }
-    let mut client = client.expect("main port never accepted");
+    let mut client = connect_when_listening(main_port);
     client
         .write_all(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
         .unwrap();
@@ -467,10 +477,7 @@ fn stdout_tracing_prints_spans_at_exit() {
     });
 
     let main_port = free_port();
-    let mut env = test_env(app_port);
-    env.insert("QUEUE_SERVING_PORT".into(), main_port.to_string());
-    env.insert("QUEUE_PROXY_ADMIN_PORT".into(), free_port().to_string());
-    env.insert("QUEUE_PROXY_METRICS_PORT".into(), free_port().to_string());
+    let mut env = env_on_free_ports(app_port, main_port);
     env.insert("QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS".into(), "0".into());
     env.insert(
         "OBSERVABILITY_CONFIG".into(),
@@ -484,15 +491,7 @@ fn stdout_tracing_prints_spans_at_exit() {
             .spawn()
             .unwrap(),
     );
-    let mut client = None;
-    for _ in 0..200 {
-        if let Ok(conn) = TcpStream::connect(("127.0.0.1", main_port)) {
-            client = Some(conn);
-            break;
-        }
-        sleep(Duration::from_millis(50));
-    }
-    let mut client = client.expect("main port never accepted");
+    let mut client = connect_when_listening(main_port);
     client
         .write_all(b"POST /x HTTP/1.1\r\nHost: example.com\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
         .unwrap();
