@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -88,6 +89,8 @@ def main() -> int:
     ap.add_argument("-n", "--requests", type=int, default=20000)
     ap.add_argument("-c", "--connections", type=int, default=10)
     ap.add_argument("--only", default="", help="comma-separated variant names")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the callgrind outputs (for callgrind_annotate) and print where")
     ap.add_argument("--out", default=os.path.join(HERE, "results",
                                                   "telemetry_instructions.json"))
     args = ap.parse_args()
@@ -123,6 +126,10 @@ def main() -> int:
         return 0
     finally:
         procs.stop_all()
+        if args.keep:
+            print(f"callgrind outputs kept in {workdir}", file=sys.stderr)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
 
 
 if __name__ == "__main__":

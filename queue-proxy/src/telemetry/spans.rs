@@ -300,6 +300,10 @@ impl SpanGuard {
     /// Records `resp`'s status and keeps the span open until `resp`'s body is
     /// over (ended at once for a local or already finished body).
     pub fn attach(self, resp: Response<ProxyBody>) -> Response<ProxyBody> {
+        if !self.is_recording() {
+            // Ending a span that records nothing can happen now.
+            return resp;
+        }
         self.responded(resp.status().as_u16());
         resp.map(|body| body.holding(Box::new(self)))
     }
