@@ -24,7 +24,11 @@ impl Propagator {
     pub fn extract(&self, headers: &HeaderMap) -> Context {
         let carrier = HeaderExtractor(headers);
         let cx = self.trace_context.extract(&carrier);
-        self.baggage.extract_with_context(&cx, &carrier)
+        if headers.contains_key(BAGGAGE) {
+            self.baggage.extract_with_context(&cx, &carrier)
+        } else {
+            cx
+        }
     }
 
     /// Writes the context of an unsampled request's call into `headers`: the
@@ -82,13 +86,21 @@ fn hex_into(bytes: &[u8], out: &mut [u8]) {
 
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 const TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 
 /// Reads propagation fields from request headers.
 pub struct HeaderExtractor<'a>(pub &'a HeaderMap);
 
 impl Extractor for HeaderExtractor<'_> {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
+        // The propagators' own keys without parsing them into header names.
+        let value = match key {
+            "traceparent" => self.0.get(TRACEPARENT),
+            "tracestate" => self.0.get(TRACESTATE),
+            "baggage" => self.0.get(BAGGAGE),
+            other => self.0.get(other),
+        };
+        value.and_then(|v| v.to_str().ok())
     }
 
     fn keys(&self) -> Vec<&str> {
