@@ -27,6 +27,9 @@
 //! - [`h2c`]: the HTTP/1.1 `Upgrade: h2c` path to HTTP/2 on the main port.
 //! - [`autoscaler_metrics`] (`:9090`), [`request_metrics`] (`:9091`, when
 //!   Prometheus is configured) and [`admin`] (`:8022`): the side ports.
+//! - [`telemetry`]: OpenTelemetry tracing (W3C propagation, OTLP or stdout
+//!   export) and the OTLP push of the request metrics, shared with the
+//!   activator; [`proxy_spans`] are the proxy step's spans.
 //!
 //! # Tests
 //!
