@@ -224,6 +224,33 @@ def queue_proxy_env(serving_port: int, user_port: int, cc: int,
     return env
 
 
+# Observability variants of the queue-proxy target (spec §8b, §9): each sets
+# OBSERVABILITY_CONFIG. OTLP endpoints point at a closed port: sampled-out requests
+# never export, and for sampled ones the spans are still built and batched (the
+# export then fails fast, once per batch), which is the request-path cost.
+def telemetry_targets(closed_port: int) -> dict[str, str]:
+    otlp = f"http://127.0.0.1:{closed_port}"
+    return {
+        # Prometheus request metrics on :9091 plus the request log (default template).
+        "queue-proxy-obs": json.dumps({
+            "requestMetrics": {"protocol": "prometheus", "endpoint": f":{free_port()}"},
+            "enableRequestLog": True}),
+        # Request metrics only / request log only.
+        "queue-proxy-metrics": json.dumps({
+            "requestMetrics": {"protocol": "prometheus", "endpoint": f":{free_port()}"}}),
+        "queue-proxy-log": json.dumps({"enableRequestLog": True}),
+        # Request metrics pushed over OTLP every 60 s (recording only, in practice).
+        "queue-proxy-otlpm": json.dumps({
+            "requestMetrics": {"protocol": "http/protobuf", "endpoint": otlp}}),
+        # Tracing on, every request sampled out: context extracted and re-injected.
+        "queue-proxy-trace0": json.dumps({
+            "tracing": {"protocol": "http/protobuf", "endpoint": otlp, "samplingRate": 0}}),
+        # Tracing on, every request sampled: four spans per request.
+        "queue-proxy-trace1": json.dumps({
+            "tracing": {"protocol": "http/protobuf", "endpoint": otlp, "samplingRate": 1}}),
+    }
+
+
 # --------------------------------------------------------------------------- wrk
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
@@ -338,7 +365,10 @@ def main() -> int:
                             "queue-proxy-arena2",
                     help="comma-separated targets among direct, nginx-proxy, queue-proxy, "
                          "queue-proxy-1t (QUEUE_PROXY_WORKER_THREADS=1), queue-proxy-cc10 "
-                         "(CONTAINER_CONCURRENCY=10), queue-proxy-arena2 (MALLOC_ARENA_MAX=2) "
+                         "(CONTAINER_CONCURRENCY=10), queue-proxy-arena2 (MALLOC_ARENA_MAX=2), "
+                         "and the observability variants queue-proxy-obs (request metrics + "
+                         "request log), -metrics, -log, -otlpm (OTLP metrics push), -trace0 "
+                         "(tracing, samplingRate 0), -trace1 (samplingRate 1) "
                          "(default: %(default)s); queue-proxy-cmp is added with --compare-bin")
     ap.add_argument("--out", default=DEFAULT_OUT, help="raw JSON results (default: %(default)s)")
     ap.add_argument("--note", default="",
@@ -366,8 +396,9 @@ def main() -> int:
                   file=sys.stderr)
             return 2
         wanted.append(args.compare_name)
+    telemetry = telemetry_targets(free_port())
     known = {"direct", "nginx-proxy", "queue-proxy", "queue-proxy-1t", "queue-proxy-cc10",
-             "queue-proxy-arena2", args.compare_name}
+             "queue-proxy-arena2", args.compare_name} | set(telemetry)
     bad = [t for t in wanted if t not in known]
     if bad:
         print(f"error: unknown target(s) {bad}", file=sys.stderr)
@@ -411,6 +442,8 @@ def main() -> int:
                     extra["MALLOC_ARENA_MAX"] = "2"
                 elif name == args.compare_name:
                     binary = args.compare_bin
+                elif name in telemetry:
+                    extra["OBSERVABILITY_CONFIG"] = telemetry[name]
                 port = free_port()
                 env = queue_proxy_env(port, backend_port, cc, extra)
                 log = os.path.join(workdir, f"{name}.log")
@@ -613,7 +646,29 @@ def summarize(targets, conns_list, runs, idle_rss, after_rss, max_rss, hwm, idle
                     if q and n:
                         rr.append(ratio(q[0]["rps"], n[0]["rps"]))
                 spread[qp][str(c)] = {"rps_ratio_per_rep": rr}
+    # The variants against the plain queue-proxy: what each feature costs.
+    vs_qp: dict = {}
+    if "queue-proxy" in names:
+        for v in [n for n in names if n.startswith("queue-proxy-")]:
+            vs_qp[v] = {}
+            for c in conns_list:
+                q, b = med[v][str(c)], med["queue-proxy"][str(c)]
+                per_rep = []
+                for rep in sorted({r["rep"] for r in runs}):
+                    x = [r for r in runs if r["target"] == v and r["connections"] == c
+                         and r["rep"] == rep]
+                    y = [r for r in runs if r["target"] == "queue-proxy"
+                         and r["connections"] == c and r["rep"] == rep]
+                    if x and y:
+                        per_rep.append(ratio(x[0]["rps"], y[0]["rps"]))
+                vs_qp[v][str(c)] = {
+                    "rps_ratio": ratio(q["rps"], b["rps"]),
+                    "cpu_per_req_ratio": ratio(q["proxy_cpu_s_per_10k"],
+                                               b["proxy_cpu_s_per_10k"]),
+                    "rps_ratio_per_rep": per_rep,
+                }
     return {"medians": med, "ratios_vs_nginx_proxy": ratios, "per_rep": spread,
+            "ratios_vs_queue_proxy": vs_qp,
             "rss_mib": {name: {"idle": kib_mib(idle_rss.get(name)),
                                "after_load": kib_mib(after_rss.get(name)),
                                "max_sampled": kib_mib(max_rss.get(name)),
@@ -654,6 +709,17 @@ def report(s: dict, conns_list: list[int], names: list[str]) -> None:
                       f"{fmt(e.get('p50_added_ms'), '10.3f')} "
                       f"{fmt(e.get('nginx_p50_added_ms'), '11.3f')} "
                       f"{fmt(e.get('p50_added_ratio'), '7.2f')}  [{per}]")
+        print()
+    v = s.get("ratios_vs_queue_proxy")
+    if v:
+        print("## Ratios vs the plain queue-proxy (from medians)")
+        print(f"{'target':20s} {'c':>3s} {'RPS x':>7s} {'CPU/req x':>9s}  RPS x per rep")
+        for t in v:
+            for c in conns_list:
+                e = v[t][str(c)]
+                per = ", ".join(fmt(x) for x in e["rps_ratio_per_rep"])
+                print(f"{t:20s} {c:3d} {fmt(e['rps_ratio'], '7.2f')} "
+                      f"{fmt(e['cpu_per_req_ratio'], '9.2f')}  [{per}]")
         print()
     print("## RSS (MiB): idle = after startup + one request; after = at the end; "
           "max = max sampled every 0.25 s under load; hwm = VmHWM; anon = RssAnon part")

@@ -1,7 +1,10 @@
 //! The main port's request chain, in upstream's order (§3 of the spec, outermost
-//! first): server request metrics (when on; probes skipped) → request log (when enabled; it sees probes too) → drainer ([`crate::probes`] answers, quiet-period resets) → in-flight tracking →
-//! timeouts → Forwarded shim → ProxyHandler (kubelet-probe bypass, autoscaler
-//! stats, `K-Original-Host`, breaker) → app request metrics (when on) → reverse proxy.
+//! first): server span and server request metrics (otelhttp's place, when on;
+//! probes skipped) → request log (when enabled; it sees probes too) → drainer ([`crate::probes`] answers, quiet-period resets) → in-flight tracking →
+//! timeouts → Forwarded shim → ProxyHandler (kubelet-probe bypass,
+//! `kn.queueproxy.proxy` span, autoscaler stats, `K-Original-Host`, breaker
+//! with the `kn.queueproxy.wait` span) → app request metrics (when on) →
+//! client span → reverse proxy.
 
 use http::{Request, Response};
 use hyper::body::Incoming;
@@ -17,10 +20,13 @@ use crate::forwarded;
 use crate::headers::{self, is_kubelet_probe, is_proxied_by_activator};
 use crate::probes::{self, ProbeAnswers};
 use crate::proxy::Proxy;
+use crate::proxy_spans::ProxySpans;
 use crate::request_log::{LogGuard, RequestInfo, RequestLogger, content_length_from_hint};
 use crate::request_metrics::{InvocationTimer, RequestMetrics};
+use crate::route_tag;
 use crate::server::Handler;
 use crate::stats::RequestStats;
+use crate::telemetry::Tracing;
 use crate::timeout::RequestTimeouts;
 
 /// The queue-proxy's main handler.
@@ -34,24 +40,44 @@ pub struct QueueProxy {
     pub(crate) probes: ProbeAnswers,
     /// Present when `enableRequestLog` is on and the template parsed.
     pub(crate) request_log: Option<Arc<RequestLogger>>,
-    /// Present when `requestMetrics.protocol` is `prometheus`.
+    /// Present when `requestMetrics.protocol` is `prometheus`, `grpc` or
+    /// `http/protobuf`.
     pub(crate) request_metrics: Option<Arc<RequestMetrics>>,
+    /// Present when `tracing.protocol` is not `none`.
+    pub(crate) tracing: Option<Arc<Tracing>>,
 }
 
 impl QueueProxy {
-    /// §3 step 2: the HTTP server metrics (otelhttp's place) wrap everything
-    /// below, probes excepted.
+    /// §3 step 2: otelhttp's place. The server span and the HTTP server
+    /// metrics wrap everything below, probes excepted.
     async fn serve(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        mut req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
-        let timer = match &self.request_metrics {
-            Some(metrics) if !headers::is_probe(req.headers()) => metrics.server_started(&req),
-            _ => return self.serve_logged(req, peer).await,
-        };
-        let resp = Box::pin(self.serve_logged(req, peer)).await;
-        timer.attach(resp)
+        if (self.request_metrics.is_none() && self.tracing.is_none())
+            || headers::is_probe(req.headers())
+        {
+            return self.serve_logged(req, peer).await;
+        }
+        let timer = self
+            .request_metrics
+            .as_ref()
+            .map(|metrics| metrics.server_started(&req));
+        let span = self.tracing.as_ref().map(|tracing| {
+            tracing.server_span(&mut req, peer.ip(), |req| {
+                let tag = route_tag::route_tag(req.headers()).to_owned();
+                vec![opentelemetry::KeyValue::new("kn.route.tag", tag)]
+            })
+        });
+        let mut resp = Box::pin(self.clone().serve_logged(req, peer)).await;
+        if let Some(span) = span {
+            resp = span.attach(resp);
+        }
+        match timer {
+            Some(timer) => timer.attach(resp),
+            None => resp,
+        }
     }
 
     /// §3 step 3: the request log wraps everything below.
@@ -123,17 +149,30 @@ impl QueueProxy {
             return attach(timer, resp);
         }
 
+        let spans = ProxySpans::start(self.tracing.as_deref(), &req);
         completion.in_flight = Some(self.stats.track(is_proxied_by_activator(req.headers())));
         headers::rewrite_host_out(req.headers_mut());
-        if let Some(breaker) = &self.breaker {
-            match breaker.acquire().await {
-                Ok(permit) => completion.permit = Some(permit),
-                Err(err) => return ProxyError::from(err).into_response(),
+        let mut spans = match (&self.breaker, spans) {
+            (Some(breaker), spans) => {
+                let waiting = spans.map(ProxySpans::waiting);
+                match breaker.acquire().await {
+                    Ok(permit) => completion.permit = Some(permit),
+                    Err(err) => return ProxyError::from(err).into_response(),
+                }
+                waiting.map(ProxySpans::waited)
             }
+            (None, spans) => spans,
+        };
+        if let Some(spans) = &mut spans {
+            spans.call_app(&mut req, self.proxy.app_addr());
         }
         let timer = self.app_metrics(&req);
         let resp = self.proxy.forward(req, peer.ip(), completion).await;
-        attach(timer, resp)
+        let resp = attach(timer, resp);
+        match spans {
+            Some(spans) => spans.attach(resp),
+            None => resp,
+        }
     }
 
     /// Step 11: the app request metrics. With a breaker, the queue depth is

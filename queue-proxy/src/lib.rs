@@ -27,6 +27,9 @@
 //! - [`h2c`]: the HTTP/1.1 `Upgrade: h2c` path to HTTP/2 on the main port.
 //! - [`autoscaler_metrics`] (`:9090`), [`request_metrics`] (`:9091`, when
 //!   Prometheus is configured) and [`admin`] (`:8022`): the side ports.
+//! - [`telemetry`]: OpenTelemetry tracing (W3C propagation, OTLP or stdout
+//!   export) and the OTLP push of the request metrics, shared with the
+//!   activator; [`proxy_spans`] are the proxy step's spans.
 //!
 //! # Tests
 //!
@@ -49,6 +52,7 @@ pub mod logging;
 pub mod observability;
 pub mod probes;
 pub mod proxy;
+pub mod proxy_spans;
 pub mod readiness;
 pub mod request_log;
 pub mod request_metrics;
@@ -58,6 +62,8 @@ pub mod server;
 pub mod sidecar;
 pub mod signals;
 pub mod stats;
+pub mod telemetry;
+pub mod timefmt;
 pub mod timeout;
 pub mod tls;
 

@@ -28,7 +28,7 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(err),
     };
-    logging::init(&config.serving_logging_level);
+    logging::init_queue_proxy(&config);
     if !ignored_args.is_empty() {
         tracing::warn!(
             args = ?ignored_args,

@@ -4,10 +4,11 @@
 //! default template); invalid JSON is a startup error naming the variable, as
 //! upstream's is fatal. Durations are integer nanoseconds, as Go marshals them.
 //!
-//! The request-log keys and `requestMetrics.protocol: prometheus` (with its
-//! `endpoint`; see [`crate::request_metrics`]) act today; other request-metrics
-//! protocols, the tracing and the runtime blocks are parsed (so a bad value
-//! fails at start) and kept for the exporters.
+//! Who acts on what: the request-log keys ([`crate::request_log`]),
+//! `requestMetrics` (`prometheus` in [`crate::request_metrics`], `grpc` and
+//! `http/protobuf` in [`crate::telemetry::metrics_export`]) and `tracing`
+//! ([`crate::telemetry::spans`]). The `runtime` block (Go's profiling and
+//! memstats) is parsed and otherwise ignored.
 
 use serde::Deserialize;
 

@@ -28,14 +28,16 @@
 //! labels, body-size histograms, client metrics and Go runtime metrics.
 
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, Version, header};
+use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
+use parking_lot::RwLock;
 use prometheus_client::encoding::{EncodeLabelSet, EncodeMetric, MetricEncoder, NoLabelSet};
-use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::{Registry, Unit};
 use std::borrow::Cow;
+use std::collections::HashMap;
+use std::hash::Hash;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -46,6 +48,7 @@ use crate::body::ProxyBody;
 use crate::observability::RequestMetricsConfig;
 use crate::route_tag;
 use crate::server::{Handler, ServeError, bind_dual_stack};
+use crate::telemetry::semconv;
 
 /// OTel's default explicit histogram buckets, in seconds.
 pub const BUCKETS: [f64; 14] = [
@@ -93,6 +96,85 @@ impl AtomicHistogram {
             });
         self.count.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// The current counts and sum.
+    pub fn snapshot(&self) -> HistogramSnapshot {
+        let buckets: [u64; BUCKETS.len() + 1] =
+            std::array::from_fn(|i| self.buckets[i].load(Ordering::Relaxed));
+        HistogramSnapshot {
+            // The buckets' total, so a reader racing a record stays consistent.
+            count: buckets.iter().sum(),
+            buckets,
+            sum: f64::from_bits(self.sum.load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// A histogram's state at one moment.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistogramSnapshot {
+    /// Per-bucket (not cumulative) counts, the last one `+Inf`.
+    pub buckets: [u64; BUCKETS.len() + 1],
+    pub count: u64,
+    pub sum: f64,
+}
+
+/// Histograms by label set. Recording an existing label set takes the read
+/// lock only; readers (a scrape, an OTLP push) see every series.
+#[derive(Debug)]
+pub struct HistogramFamily<L>(Arc<RwLock<HashMap<L, AtomicHistogram>>>);
+
+impl<L> Clone for HistogramFamily<L> {
+    fn clone(&self) -> Self {
+        HistogramFamily(self.0.clone())
+    }
+}
+
+impl<L> Default for HistogramFamily<L> {
+    fn default() -> Self {
+        HistogramFamily(Arc::default())
+    }
+}
+
+impl<L: Clone + Hash + Eq> HistogramFamily<L> {
+    /// Records `v` in the series of `labels`.
+    pub fn observe(&self, labels: &L, v: f64) {
+        if let Some(h) = self.0.read().get(labels) {
+            h.observe(v);
+            return;
+        }
+        self.0.write().entry(labels.clone()).or_default().observe(v);
+    }
+
+    /// Every series' current state.
+    pub fn snapshot(&self) -> Vec<(L, HistogramSnapshot)> {
+        self.0
+            .read()
+            .iter()
+            .map(|(labels, h)| (labels.clone(), h.snapshot()))
+            .collect()
+    }
+}
+
+impl<L> TypedMetric for HistogramFamily<L> {
+    const TYPE: MetricType = MetricType::Histogram;
+}
+
+impl<L: EncodeLabelSet + std::fmt::Debug + Send + Sync> EncodeMetric for HistogramFamily<L> {
+    fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        for (labels, h) in self.0.read().iter() {
+            h.encode(encoder.encode_family(labels)?)?;
+        }
+        Ok(())
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.read().is_empty()
+    }
 }
 
 impl TypedMetric for AtomicHistogram {
@@ -101,17 +183,14 @@ impl TypedMetric for AtomicHistogram {
 
 impl EncodeMetric for AtomicHistogram {
     fn encode(&self, mut encoder: MetricEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let snapshot = self.snapshot();
         let buckets: Vec<(f64, u64)> = BUCKETS
             .iter()
             .copied()
             .chain(std::iter::once(f64::INFINITY))
-            .zip(&self.buckets)
-            .map(|(bound, n)| (bound, n.load(Ordering::Relaxed)))
+            .zip(snapshot.buckets)
             .collect();
-        // The count is the buckets' total, so a scrape racing a record stays consistent.
-        let count = buckets.iter().map(|(_, n)| n).sum();
-        let sum = f64::from_bits(self.sum.load(Ordering::Relaxed));
-        encoder.encode_histogram::<NoLabelSet>(sum, count, &buckets, None)
+        encoder.encode_histogram::<NoLabelSet>(snapshot.sum, snapshot.count, &buckets, None)
     }
 
     fn metric_type(&self) -> MetricType {
@@ -119,27 +198,28 @@ impl EncodeMetric for AtomicHistogram {
     }
 }
 
+/// `kn.serving.invocation.duration`'s attributes.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct InvocationLabels {
-    http_response_status_code: u16,
+pub struct InvocationLabels {
+    pub http_response_status_code: u16,
 }
 
+/// `http.server.request.duration`'s attributes.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct ServerLabels {
-    http_request_method: &'static str,
-    http_response_status_code: u16,
-    kn_route_tag: Cow<'static, str>,
-    network_protocol_version: &'static str,
-    url_scheme: &'static str,
+pub struct ServerLabels {
+    pub http_request_method: &'static str,
+    pub http_response_status_code: u16,
+    pub kn_route_tag: Cow<'static, str>,
+    pub network_protocol_version: &'static str,
+    pub url_scheme: &'static str,
 }
-
-type HistogramFamily<L> = Family<L, AtomicHistogram>;
 
 /// The instruments and the registry they are exposed from.
 pub struct RequestMetrics {
     registry: Registry,
     invocation: HistogramFamily<InvocationLabels>,
     queue_depth: Gauge,
+    with_breaker: bool,
     server: HistogramFamily<ServerLabels>,
 }
 
@@ -185,8 +265,24 @@ impl RequestMetrics {
             registry,
             invocation,
             queue_depth,
+            with_breaker,
             server,
         }
+    }
+
+    /// `kn.serving.invocation.duration`'s series.
+    pub fn invocation_snapshot(&self) -> Vec<(InvocationLabels, HistogramSnapshot)> {
+        self.invocation.snapshot()
+    }
+
+    /// `http.server.request.duration`'s series.
+    pub fn server_snapshot(&self) -> Vec<(ServerLabels, HistogramSnapshot)> {
+        self.server.snapshot()
+    }
+
+    /// `kn.serving.queue.depth`, when there is a breaker.
+    pub fn queue_depth(&self) -> Option<i64> {
+        self.with_breaker.then(|| self.queue_depth.get())
     }
 
     /// The OpenMetrics text exposition.
@@ -218,29 +314,13 @@ impl RequestMetrics {
             metrics: self.clone(),
             started: Instant::now(),
             labels: ServerLabels {
-                http_request_method: method_label(req.method()),
+                http_request_method: semconv::method(req.method()),
                 http_response_status_code: 0,
                 kn_route_tag: tag_label(req.headers()),
-                network_protocol_version: protocol_version(req.version()),
+                network_protocol_version: semconv::protocol_version(req.version()),
                 url_scheme: "http",
             },
         }
-    }
-}
-
-/// otelhttp's method attribute: known methods as is, anything else `_OTHER`.
-pub fn method_label(method: &Method) -> &'static str {
-    match *method {
-        Method::GET => "GET",
-        Method::POST => "POST",
-        Method::PUT => "PUT",
-        Method::DELETE => "DELETE",
-        Method::HEAD => "HEAD",
-        Method::OPTIONS => "OPTIONS",
-        Method::PATCH => "PATCH",
-        Method::CONNECT => "CONNECT",
-        Method::TRACE => "TRACE",
-        _ => "_OTHER",
     }
 }
 
@@ -250,17 +330,6 @@ fn tag_label(headers: &HeaderMap) -> Cow<'static, str> {
         route_tag::DEFAULT => Cow::Borrowed(route_tag::DEFAULT),
         route_tag::UNDEFINED => Cow::Borrowed(route_tag::UNDEFINED),
         tag => Cow::Owned(tag.to_owned()),
-    }
-}
-
-/// otelhttp's `network.protocol.version` attribute.
-pub fn protocol_version(version: Version) -> &'static str {
-    match version {
-        Version::HTTP_09 => "0.9",
-        Version::HTTP_10 => "1.0",
-        Version::HTTP_2 => "2",
-        Version::HTTP_3 => "3",
-        _ => "1.1",
     }
 }
 
@@ -285,12 +354,12 @@ impl Drop for InvocationTimer {
         // Dropped before a response existed (the call was cancelled): upstream's
         // handler would have recorded its default status.
         let status = if self.status == 0 { 200 } else { self.status };
-        self.metrics
-            .invocation
-            .get_or_create(&InvocationLabels {
+        self.metrics.invocation.observe(
+            &InvocationLabels {
                 http_response_status_code: status,
-            })
-            .observe(self.started.elapsed().as_secs_f64());
+            },
+            self.started.elapsed().as_secs_f64(),
+        );
     }
 }
 
@@ -317,8 +386,7 @@ impl Drop for ServerTimer {
         }
         self.metrics
             .server
-            .get_or_create(&self.labels)
-            .observe(self.started.elapsed().as_secs_f64());
+            .observe(&self.labels, self.started.elapsed().as_secs_f64());
     }
 }
 

@@ -71,6 +71,9 @@ pub enum ServeError {
     /// variable or file at fault).
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// The tracing settings cannot be used (the message names the key).
+    #[error(transparent)]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
 }
 
 /// What turns an accepted TCP connection into the stream HTTP is spoken over:

@@ -39,6 +39,8 @@ use crate::request_log::{RequestLogger, RevisionInfo};
 use crate::request_metrics::{self, MetricsEndpoint, RequestMetrics};
 use crate::server::{Protocols, ServeError, Shutdown, bind_dual_stack, serve, serve_with};
 use crate::stats::{REPORTING_PERIOD, RequestStats, StatReporter, run_reporter};
+use crate::telemetry::otlp::Endpoint;
+use crate::telemetry::{self, MetricsPusher, ResourceInfo, Tracing, TracingPlan};
 use crate::timeout::RequestTimeouts;
 use crate::tls::TlsSetup;
 use crate::tls::certs::RELOAD_INTERVAL;
@@ -68,6 +70,32 @@ fn request_logger(
     logger.is_enabled().then(|| Arc::new(logger))
 }
 
+/// Who the telemetry is about.
+fn resource_info(config: &Config) -> ResourceInfo {
+    ResourceInfo {
+        container: "queue-proxy".to_owned(),
+        namespace: config.serving_namespace.clone(),
+        pod: config.serving_pod.clone(),
+        service: config.serving_service.clone(),
+        configuration: config.serving_configuration.clone(),
+        revision: config.serving_revision.clone(),
+    }
+}
+
+/// Waits for the last metrics push and exports the spans still batched.
+async fn flush_telemetry(
+    pushing: Option<tokio::task::JoinHandle<()>>,
+    tracing: Option<Arc<Tracing>>,
+) {
+    if let Some(pushing) = pushing {
+        let _ = pushing.await;
+    }
+    if let Some(tracing) = tracing {
+        // Blocks until the batch thread's export, which runs on this runtime, is done.
+        let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
+    }
+}
+
 /// Idle app connections kept when CC = 0 (Go transport's `MaxIdleConns` upstream).
 const UNLIMITED_MAX_IDLE: usize = 1000;
 
@@ -81,6 +109,9 @@ pub struct Sidecar {
     metrics: TcpListener,
     /// The Prometheus request-metrics port, when that exporter is configured.
     user_metrics: Option<TcpListener>,
+    /// The collector request metrics are pushed to, when OTLP is configured.
+    metrics_push: Option<Endpoint>,
+    tracing: Option<TracingPlan>,
     tls: Option<(TcpListener, TlsSetup)>,
     cert_reload_interval: Duration,
 }
@@ -95,7 +126,20 @@ impl Sidecar {
             config.enable_multi_container_probes,
         )?;
         let observability = ObservabilityConfig::parse(&config.observability_config)?;
+        tracing::debug!(
+            tracing = %observability.tracing.protocol,
+            sampling_rate = observability.tracing.sampling_rate,
+            request_metrics = %observability.request_metrics.protocol,
+            request_log = observability.enable_request_log,
+            "observability settings"
+        );
         let tls = TlsSetup::from_config(&config)?;
+        let tracing = TracingPlan::from_config(&observability.tracing, telemetry::process_env)
+            .map_err(telemetry::TelemetryError::from)?;
+        let metrics_push = telemetry::metrics_push_endpoint(
+            &observability.request_metrics,
+            telemetry::process_env,
+        )?;
         let main = bind_dual_stack(config.queue_serving_port)?;
         let admin = bind_dual_stack(config.admin_port)?;
         let metrics = bind_dual_stack(config.metrics_port)?;
@@ -118,6 +162,8 @@ impl Sidecar {
             admin,
             metrics,
             user_metrics,
+            metrics_push,
+            tracing,
             tls,
             cert_reload_interval: RELOAD_INTERVAL,
             config,
@@ -179,9 +225,20 @@ impl Sidecar {
             admin,
             metrics,
             user_metrics,
+            metrics_push,
+            tracing,
             tls,
             cert_reload_interval,
         } = self;
+        let resource =
+            resource_info(&config).resource(telemetry::process_env("OTEL_SERVICE_NAME").as_deref());
+        let tracing = tracing.map(|plan| {
+            Arc::new(plan.start(
+                resource.clone(),
+                telemetry::metrics_export::QUEUE_SCOPE,
+                tokio::runtime::Handle::current(),
+            ))
+        });
         let started = Instant::now();
         let stats = Arc::new(RequestStats::new(started));
         let reporter = Arc::new(StatReporter::new(
@@ -204,8 +261,7 @@ impl Sidecar {
         let drainer = Arc::new(Drainer::new(config.drain_quiet_period));
         let tracker = InFlightTracker::default();
         let breaker = Breaker::for_container_concurrency(cc);
-        let request_metrics = user_metrics
-            .is_some()
+        let request_metrics = (user_metrics.is_some() || metrics_push.is_some())
             .then(|| Arc::new(RequestMetrics::new(breaker.is_some())));
         let readiness = Readiness::new(
             probes,
@@ -218,6 +274,7 @@ impl Sidecar {
             probes: ProbeAnswers::new(drainer.clone(), Arc::new(readiness)),
             request_log: request_logger(&config, &observability),
             request_metrics: request_metrics.clone(),
+            tracing: tracing.clone(),
             stats,
             breaker,
             proxy: Proxy::new(AppClient::new(app, max_idle)),
@@ -252,6 +309,16 @@ impl Sidecar {
                 stop.clone(),
             )),
         ];
+        let pushing = match (metrics_push, &request_metrics) {
+            (Some(endpoint), Some(metrics)) => {
+                let interval = Duration::from_nanos(
+                    u64::try_from(observability.request_metrics.export_interval).unwrap_or(0),
+                );
+                let pusher = MetricsPusher::new(endpoint, interval, metrics.clone(), &resource);
+                Some(tokio::spawn(pusher.run(stop.clone().fired())))
+            }
+            _ => None,
+        };
         if let (Some(listener), Some(metrics)) = (user_metrics, request_metrics) {
             servers.push(tokio::spawn(serve(
                 listener,
@@ -300,6 +367,7 @@ impl Sidecar {
             );
         }
         reporting.abort();
+        flush_telemetry(pushing, tracing).await;
         tracing::info!("shutdown complete");
     }
 }

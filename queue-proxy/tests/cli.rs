@@ -188,10 +188,13 @@ impl Drop for Running {
     }
 }
 
-#[test]
-fn starts_with_unknown_args_and_logs_to_stderr() {
+/// Starts the binary with `env` and `args`, waits until its main port accepts,
+/// kills it, and returns its stdout and stderr.
+fn run_until_listening(
+    mut env: std::collections::HashMap<String, String>,
+    args: &[&str],
+) -> (String, String) {
     let main_port = free_port();
-    let mut env = test_env(free_port());
     env.insert("QUEUE_SERVING_PORT".into(), main_port.to_string());
     env.insert("QUEUE_PROXY_ADMIN_PORT".into(), free_port().to_string());
     env.insert("QUEUE_PROXY_METRICS_PORT".into(), free_port().to_string());
@@ -199,7 +202,7 @@ fn starts_with_unknown_args_and_logs_to_stderr() {
     let mut child = Running(
         queue_proxy()
             .envs(env)
-            .args(["--foo", "bar"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -244,7 +247,12 @@ fn starts_with_unknown_args_and_logs_to_stderr() {
         .unwrap()
         .read_to_string(&mut err)
         .unwrap();
+    (out, err)
+}
 
+#[test]
+fn starts_with_unknown_args_and_logs_to_stderr() {
+    let (out, err) = run_until_listening(test_env(free_port()), &["--foo", "bar"]);
     let logs: Vec<&str> = err.lines().collect();
     assert!(
         logs.iter()
@@ -262,6 +270,82 @@ fn starts_with_unknown_args_and_logs_to_stderr() {
     );
     // stdout belongs to the request log.
     assert!(!out.contains("sizing runtime"), "{out}");
+}
+
+/// Knative's default config-logging zap config.
+const ZAP_CONFIG: &str = r#"{"level": "info", "development": false, "outputPaths": ["stdout"],
+  "errorOutputPaths": ["stderr"], "encoding": "json", "encoderConfig": {"timeKey": "timestamp",
+  "levelKey": "severity", "nameKey": "logger", "callerKey": "caller", "messageKey": "message",
+  "stacktraceKey": "stacktrace", "lineEnding": "", "levelEncoder": "", "timeEncoder": "iso8601",
+  "durationEncoder": "", "callerEncoder": ""}}"#;
+
+// Process logs (spec §9): every line is zap-shaped JSON with the revision key
+// and the pod; the level comes from SERVING_LOGGING_LEVEL, else from the config.
+#[test]
+fn process_logs_carry_revision_key_and_pod() {
+    let mut env = test_env(free_port());
+    env.insert("SERVING_LOGGING_CONFIG".into(), ZAP_CONFIG.into());
+    env.insert("SERVING_LOGGING_LEVEL".into(), "".into());
+    env.insert("SERVING_NAMESPACE".into(), "team-a".into());
+    env.insert("SERVING_REVISION".into(), "hello-00001".into());
+    env.insert("SERVING_POD".into(), "hello-00001-deployment-abc".into());
+    let (_, err) = run_until_listening(env.clone(), &[]);
+    let lines: Vec<serde_json::Value> = err
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(!lines.is_empty(), "no logs");
+    for line in &lines {
+        assert_eq!(line["knative.dev/key"], "team-a/hello-00001", "{line}");
+        assert_eq!(
+            line["knative.dev/pod"], "hello-00001-deployment-abc",
+            "{line}"
+        );
+        assert_eq!(line["logger"], "queueproxy", "{line}");
+        assert!(line["timestamp"].as_str().unwrap().ends_with('Z'), "{line}");
+        assert_ne!(line["severity"], "debug", "{line}");
+    }
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "queue-proxy listening"),
+        "{err}"
+    );
+
+    // The variable wins over the config's level: debug lines appear.
+    env.insert("SERVING_LOGGING_LEVEL".into(), "debug".into());
+    let (_, err) = run_until_listening(env.clone(), &[]);
+    let severities: Vec<String> = err
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["severity"].to_string())
+        .collect();
+    assert!(severities.iter().any(|s| s == "\"debug\""), "{err}");
+
+    // Errors only: the info lines are gone.
+    env.insert("SERVING_LOGGING_LEVEL".into(), "error".into());
+    let (_, err) = run_until_listening(env, &[]);
+    assert!(!err.contains("queue-proxy listening"), "{err}");
+}
+
+/// Upstream's env for an app on `app_port`, serving on `main_port`, with free
+/// admin and metrics ports.
+fn env_on_free_ports(app_port: u16, main_port: u16) -> std::collections::HashMap<String, String> {
+    let mut env = test_env(app_port);
+    env.insert("QUEUE_SERVING_PORT".into(), main_port.to_string());
+    env.insert("QUEUE_PROXY_ADMIN_PORT".into(), free_port().to_string());
+    env.insert("QUEUE_PROXY_METRICS_PORT".into(), free_port().to_string());
+    env
+}
+
+/// A connection to `port` once the binary listens there (up to 10 s).
+fn connect_when_listening(port: u16) -> TcpStream {
+    for _ in 0..200 {
+        if let Ok(conn) = TcpStream::connect(("127.0.0.1", port)) {
+            return conn;
+        }
+        sleep(Duration::from_millis(50));
+    }
+    panic!("main port {port} never accepted");
 }
 
 /// Sends `signal` (e.g. "TERM") to `child` through the system `kill`, so the test needs no
@@ -295,10 +379,7 @@ fn second_signal_exits_1_immediately() {
     });
 
     let main_port = free_port();
-    let mut env = test_env(app_port);
-    env.insert("QUEUE_SERVING_PORT".into(), main_port.to_string());
-    env.insert("QUEUE_PROXY_ADMIN_PORT".into(), free_port().to_string());
-    env.insert("QUEUE_PROXY_METRICS_PORT".into(), free_port().to_string());
+    let env = env_on_free_ports(app_port, main_port);
     let mut child = Running(
         queue_proxy()
             .envs(env)
@@ -323,15 +404,7 @@ fn second_signal_exits_1_immediately() {
     };
 
     wait_for_log("sizing runtime");
-    let mut client = None;
-    for _ in 0..200 {
-        if let Ok(conn) = TcpStream::connect(("127.0.0.1", main_port)) {
-            client = Some(conn);
-            break;
-        }
-        sleep(Duration::from_millis(50));
-    }
-    let mut client = client.expect("main port never accepted");
+    let mut client = connect_when_listening(main_port);
     client
         .write_all(b"GET / HTTP/1.1\r\nHost: example.com\r\n\r\n")
         .unwrap();
@@ -377,4 +450,80 @@ fn invalid_readiness_probe_json_exits_1_naming_it() {
             "{probe}: {err}"
         );
     }
+}
+
+/// `tracing.protocol: stdout` (spec §9): the spans of a request are printed as
+/// JSON lines on stdout by the time the binary has drained and exited.
+#[test]
+fn stdout_tracing_prints_spans_at_exit() {
+    use std::io::{BufRead, BufReader, Write};
+
+    // A user container answering every request `200 ok`.
+    let app = TcpListener::bind("127.0.0.1:0").unwrap();
+    let app_port = app.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut conn in app.incoming().map_while(Result::ok) {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                    if line == "\r\n" {
+                        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                    }
+                    line.clear();
+                }
+            });
+        }
+    });
+
+    let main_port = free_port();
+    let mut env = env_on_free_ports(app_port, main_port);
+    env.insert("QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS".into(), "0".into());
+    env.insert(
+        "OBSERVABILITY_CONFIG".into(),
+        r#"{"tracing":{"protocol":"stdout"}}"#.into(),
+    );
+    let mut child = Running(
+        queue_proxy()
+            .envs(env)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut client = connect_when_listening(main_port);
+    client
+        .write_all(b"POST /x HTTP/1.1\r\nHost: example.com\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut answer = String::new();
+    client.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    send_signal(&child.0, "TERM");
+    let status = child.0.wait().unwrap();
+    assert_eq!(status.code(), Some(0));
+    let mut out = String::new();
+    child
+        .0
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut out)
+        .unwrap();
+    let spans: Vec<serde_json::Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let names: Vec<&str> = spans.iter().map(|s| s["Name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["HTTP POST", "kn.queueproxy.proxy", "POST"], "{out}");
+    let server = &spans[2];
+    assert_eq!(server["SpanKind"], 2);
+    assert_eq!(
+        spans[1]["Parent"]["SpanID"],
+        server["SpanContext"]["SpanID"]
+    );
+    assert_eq!(
+        spans[0]["Parent"]["SpanID"],
+        spans[1]["SpanContext"]["SpanID"]
+    );
 }

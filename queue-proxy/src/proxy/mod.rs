@@ -41,6 +41,11 @@ impl Proxy {
         }
     }
 
+    /// The app's address.
+    pub fn app_addr(&self) -> std::net::SocketAddr {
+        self.client.addr()
+    }
+
     /// Sends `req` to the app and returns its response, holding `completion` until
     /// the response (or the upgraded connection) is over. Transport failures become
     /// upstream's 502.

@@ -18,6 +18,8 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
+pub mod collector;
+
 pub type AppBody = BoxBody<Bytes, Infallible>;
 
 /// A complete body for an app response.
