@@ -13,6 +13,7 @@
 
 use queue_proxy::config::goparse::{self, NumError};
 use queue_proxy::config::{ConfigError, EnvSource, NotUnicode};
+pub use queue_proxy::observability::TracingConfig;
 use std::path::PathBuf;
 
 use crate::backends::MeshMode;
@@ -21,7 +22,7 @@ use crate::source::kubernetes::client::DEFAULT_MIN_VERSION;
 use std::time::Duration;
 
 /// The activator's configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// `POD_NAME` (required): `pod_name` in every stat sent to the autoscaler.
     pub pod_name: String,
@@ -84,6 +85,11 @@ pub struct Config {
     /// `logging.request-log-template` with `logging.enable-request-log` on;
     /// unset or empty, no request log.
     pub request_log_template: Option<String>,
+    /// `ACTIVATOR_TRACING_PROTOCOL` (`none`|`grpc`|`http/protobuf`|`stdout`),
+    /// `ACTIVATOR_TRACING_ENDPOINT` and `ACTIVATOR_TRACING_SAMPLING_RATE`:
+    /// config-observability's `tracing-protocol`, `tracing-endpoint` and
+    /// `tracing-sampling-rate`.
+    pub tracing: TracingConfig,
 }
 
 /// config-observability's `metrics-protocol`.
@@ -202,6 +208,12 @@ impl Config {
             .unwrap_or_default(),
             request_log_template: optional(env, "ACTIVATOR_REQUEST_LOG_TEMPLATE")?
                 .filter(|t| !t.is_empty()),
+            tracing: TracingConfig {
+                protocol: optional(env, "ACTIVATOR_TRACING_PROTOCOL")?.unwrap_or_default(),
+                endpoint: optional(env, "ACTIVATOR_TRACING_ENDPOINT")?.unwrap_or_default(),
+                sampling_rate: parsed(env, "ACTIVATOR_TRACING_SAMPLING_RATE", "float", parse_rate)?
+                    .unwrap_or(0.0),
+            },
         })
     }
 
@@ -251,6 +263,15 @@ fn parsed<T>(
             })
         })
         .transpose()
+}
+
+/// A sampling rate, 0 to 1.
+pub(crate) fn parse_rate(v: &str) -> Result<f64, NumError> {
+    match v.trim().parse::<f64>() {
+        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
+        Ok(_) => Err(NumError::Range),
+        Err(_) => Err(NumError::Syntax),
+    }
 }
 
 fn non_negative(n: i64) -> Result<usize, NumError> {
@@ -326,6 +347,7 @@ mod tests {
             ("ACTIVATOR_MAX_HELD_PER_REVISION", "0"),
             ("METRICS_PROMETHEUS_PORT", "80"),
             ("ACTIVATOR_METRICS_PROTOCOL", "statsd"),
+            ("ACTIVATOR_TRACING_SAMPLING_RATE", "2"),
             ("KUBERNETES_MIN_VERSION", "1.34"),
         ] {
             let err = Config::from_env(&env(&[(key, value)]), None).unwrap_err();

@@ -4,10 +4,10 @@
 //! ([`crate::reporter`]) → timeouts → throttler ([`crate::throttler`]) →
 //! forwarding ([`crate::forward`]).
 //!
-//! Metrics ([`crate::metrics`]) wrap everything past the probe answers, and the
-//! request log (queue-proxy's template engine, with the request's revision)
-//! everything past the lookup, as upstream's RequestLogHandler; spans are not
-//! here yet.
+//! Metrics ([`crate::metrics`]) and the server span wrap everything past the
+//! probe answers, the request log (queue-proxy's template engine, with the
+//! request's revision) everything past the lookup, as upstream's
+//! RequestLogHandler; [`crate::spans`] has the activation step's spans.
 
 use http::{Request, Response, StatusCode, header};
 use hyper::body::Incoming;
@@ -17,6 +17,7 @@ use queue_proxy::request_log::{
     LogGuard, RequestInfo, RequestLogger, RevisionInfo, content_length_from_hint,
 };
 use queue_proxy::server::Handler;
+use queue_proxy::telemetry::{Tracing, request_context};
 use queue_proxy::timeout::RequestTimeouts;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -32,6 +33,7 @@ use crate::reporter::ConcurrencyReporter;
 use crate::resolve::revision_key;
 use crate::revision::{Revision, RevisionKey, private_service_name};
 use crate::source::Snapshot;
+use crate::spans;
 use crate::throttler::{Lease, Throttler, ThrottlerError};
 
 /// The 504 body of the activator's timeout handler.
@@ -52,6 +54,8 @@ pub struct ActivatorHandler {
     pub(crate) metrics: Option<Arc<ActivatorMetrics>>,
     /// `None` unless a request-log template is set.
     pub(crate) request_log: Option<Arc<RequestLogger>>,
+    /// `None` unless the tracing protocol is set.
+    pub(crate) tracing: Option<Arc<Tracing>>,
 }
 
 impl ActivatorHandler {
@@ -63,12 +67,20 @@ impl ActivatorHandler {
         if let Some(answer) = probe::answer(&self.health, req.headers_mut()) {
             return answer;
         }
-        match self.metrics.as_ref().map(|m| m.server_started(&req)) {
+        let server_span = self
+            .tracing
+            .as_ref()
+            .map(|tracing| tracing.server_span(&mut req, peer.ip(), |_| Vec::new()));
+        let resp = match self.metrics.as_ref().map(|m| m.server_started(&req)) {
             Some(mut timer) => {
                 let resp = self.activate(req, peer, Some(&mut timer)).await;
                 timer.attach(resp)
             }
             None => self.activate(req, peer, None).await,
+        };
+        match server_span {
+            Some(span) => span.attach(resp),
+            None => resp,
         }
     }
 
@@ -93,6 +105,9 @@ impl ActivatorHandler {
         };
         if let Some(timer) = timer {
             timer.revision(&revision);
+        }
+        if let Some(cx) = request_context(&req) {
+            spans::label_server_span(cx, &revision);
         }
         let Some(logger) = self.request_log.as_ref().filter(|l| l.should_log(false)) else {
             return self.activate_revision(req, peer, revision).await;
@@ -132,13 +147,22 @@ impl ActivatorHandler {
         timeouts
             .run(started, async move {
                 let queued = self.metrics.as_ref().map(|m| m.queued(&key));
+                let trying = self
+                    .tracing
+                    .as_deref()
+                    .and_then(|t| spans::throttler_try(t, &req));
                 let Some(_held) = self.held.enter(&key) else {
                     return go_http_error(
                         StatusCode::SERVICE_UNAVAILABLE,
                         &format!("too many requests held for revision {key}"),
                     );
                 };
-                let lease = match self.wait_for_capacity(&key, &mut req).await {
+                let lease = self.wait_for_capacity(&key, &mut req).await;
+                if let (Some(span), Err(err)) = (&trying, &lease) {
+                    span.failed(err.to_string());
+                }
+                drop(trying);
+                let lease = match lease {
                     Ok(lease) => lease,
                     Err(ThrottlerError::QueueFull) => {
                         return ProxyError::from(queue_proxy::breaker::BreakerError::QueueFull)
@@ -162,16 +186,24 @@ impl ActivatorHandler {
                     held: Some(Box::new((lease, reported, active))),
                     ..Completion::default()
                 };
+                let proxying = self
+                    .tracing
+                    .as_deref()
+                    .and_then(|t| spans::ProxySpans::start(t, &mut req, &dest));
                 // Boxed: a held request's future stays small (a few hundred
                 // bytes instead of the proxy's ~10 KB) while it waits.
-                Box::pin(self.forwarder.forward(
+                let resp = Box::pin(self.forwarder.forward(
                     req,
                     peer.ip(),
                     &dest,
                     passthrough_host.as_deref(),
                     completion,
                 ))
-                .await
+                .await;
+                match proxying {
+                    Some(spans) => spans.attach(resp),
+                    None => resp,
+                }
             })
             .await
     }

@@ -15,4 +15,5 @@ pub mod resolve;
 pub mod revision;
 pub mod server;
 pub mod source;
+pub mod spans;
 pub mod throttler;

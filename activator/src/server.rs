@@ -16,6 +16,7 @@
 use queue_proxy::request_log::{RequestLogger, RevisionInfo};
 use queue_proxy::request_metrics::MetricsEndpoint;
 use queue_proxy::server::{Protocols, ServeError, Shutdown, bind_dual_stack, serve};
+use queue_proxy::telemetry::{self, ResourceInfo, TelemetryError, TracingPlan};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -35,6 +36,9 @@ use crate::revision::{DestsUpdate, RevisionKey};
 use crate::source::{RevisionSource, RevisionState, Snapshot};
 use crate::throttler::Throttler;
 
+/// The instrumentation scope of the activator's own spans.
+pub const TRACING_SCOPE: &str = "knative.dev/serving/pkg/activator";
+
 /// An activator whose listeners are bound.
 pub struct ActivatorServer {
     config: Config,
@@ -43,6 +47,8 @@ pub struct ActivatorServer {
     h2c: TcpListener,
     /// The Prometheus port, bound only for `metrics-protocol: prometheus`.
     metrics: Option<TcpListener>,
+    /// Set when the tracing protocol is not `none`.
+    tracing: Option<TracingPlan>,
 }
 
 impl ActivatorServer {
@@ -59,7 +65,10 @@ impl ActivatorServer {
                 None
             }
         };
+        let tracing = TracingPlan::from_config(&config.tracing, telemetry::process_env)
+            .map_err(TelemetryError::from)?;
         Ok(ActivatorServer {
+            tracing,
             http: bind_dual_stack(config.http_port)?,
             h2c: bind_dual_stack(config.h2c_port)?,
             metrics,
@@ -95,7 +104,18 @@ impl ActivatorServer {
             http,
             h2c,
             metrics: metrics_listener,
+            tracing,
         } = self;
+        let tracing = tracing.map(|plan| {
+            let resource = ResourceInfo {
+                container: "activator".into(),
+                namespace: config.system_namespace.clone(),
+                pod: config.pod_name.clone(),
+                ..ResourceInfo::default()
+            }
+            .resource(telemetry::process_env("OTEL_SERVICE_NAME").as_deref());
+            Arc::new(plan.start(resource, TRACING_SCOPE, tokio::runtime::Handle::current()))
+        });
         let snapshots = source.subscribe();
 
         let throttler = Arc::new(Throttler::new(Some(config.pod_ip.clone())));
@@ -152,6 +172,7 @@ impl ActivatorServer {
             held: HeldLimit::new(config.max_held_per_revision),
             passthrough_lb: config.mesh_pod_addressability,
             metrics: metrics.clone(),
+            tracing: tracing.clone(),
             request_log: config.request_log_template.as_deref().map(|template| {
                 Arc::new(RequestLogger::new_or_disabled(
                     template,
@@ -191,6 +212,10 @@ impl ActivatorServer {
             let _ = server.await;
         }
         link.shutdown().await;
+        if let Some(tracing) = tracing {
+            // Flushes what is still batched; blocks, so off the runtime's threads.
+            let _ = tokio::task::spawn_blocking(move || tracing.shutdown()).await;
+        }
         for task in [syncing, applying, reporting, backends] {
             task.abort();
         }

@@ -163,3 +163,61 @@ fn the_request_log_names_the_requests_revision() {
     assert_eq!(line, "GET /some/path?q=1 200 ns/rev-1 svc cfg []");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// Spec §10 check 20 (and §8.3): a proxied request's spans, printed by the
+// stdout exporter at exit in order of completion, nest under the server span,
+// and carry the caller's trace id.
+#[test]
+fn a_proxied_request_produces_upstreams_spans_in_order() {
+    let dir = std::env::temp_dir().join(format!("activator-spans-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pod = fake_pod();
+    let revisions = format!(
+        r#"{{"revisions": [{{"namespace": "ns", "name": "rev-1", "containerConcurrency": 10,
+            "ready": ["{pod}"]}}]}}"#
+    );
+    let mut activator = Activator::start(
+        &dir,
+        &revisions,
+        &[
+            ("ACTIVATOR_TRACING_PROTOCOL", "stdout"),
+            ("ACTIVATOR_TRACING_SAMPLING_RATE", "1"),
+        ],
+    );
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    activator.get_until_ok(&format!(
+        "knative-serving-namespace: ns\r\nknative-serving-revision: rev-1\r\n\
+         traceparent: 00-{trace_id}-00f067aa0ba902b7-01\r\n"
+    ));
+    let killed = Command::new("kill")
+        .args(["-TERM", &activator.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    assert_eq!(activator.child.wait().unwrap().code(), Some(0));
+    let spans: Vec<serde_json::Value> = activator
+        .lines
+        .iter()
+        .map(|l| serde_json::from_str(&l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    let names: Vec<&str> = spans.iter().map(|s| s["Name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["throttler_try", "GET /some/path", "activator_proxy", "GET"],
+        "{spans:#?}"
+    );
+    let id = |i: usize| spans[i]["SpanContext"]["SpanID"].as_str().unwrap();
+    let parent = |i: usize| spans[i]["Parent"]["SpanID"].as_str().unwrap();
+    assert_eq!(
+        parent(3),
+        "00f067aa0ba902b7",
+        "the server span continues the caller's"
+    );
+    assert_eq!(parent(0), id(3));
+    assert_eq!(parent(2), id(3));
+    assert_eq!(parent(1), id(2));
+    for span in &spans {
+        assert_eq!(span["SpanContext"]["TraceID"], trace_id);
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

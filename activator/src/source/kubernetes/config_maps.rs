@@ -97,8 +97,9 @@ pub struct InvalidObservabilityConfig {
     pub value: String,
 }
 
-/// Applies `config-observability` as it is at startup: `metrics-protocol`
-/// (upstream builds its exporters once, at startup, too) and the request log
+/// Applies `config-observability` as it is at startup: `metrics-protocol` and
+/// the `tracing-*` keys (upstream builds its exporters once, at startup, too)
+/// and the request log
 /// (`logging.enable-request-log` with a non-empty
 /// `logging.request-log-template`; upstream also follows later edits of the
 /// template, which this activator does not yet).
@@ -111,6 +112,19 @@ pub fn apply_observability(
             key: "metrics-protocol",
             value: protocol.clone(),
         })?;
+    }
+    if let Some(protocol) = data.get("tracing-protocol") {
+        config.tracing.protocol = protocol.clone();
+    }
+    if let Some(endpoint) = data.get("tracing-endpoint") {
+        config.tracing.endpoint = endpoint.clone();
+    }
+    if let Some(rate) = data.get("tracing-sampling-rate") {
+        config.tracing.sampling_rate =
+            crate::config::parse_rate(rate).map_err(|_| InvalidObservabilityConfig {
+                key: "tracing-sampling-rate",
+                value: rate.clone(),
+            })?;
     }
     let enabled = data
         .get("logging.enable-request-log")
