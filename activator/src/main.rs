@@ -26,7 +26,16 @@ fn main() -> ExitCode {
         Ok(config) => config,
         Err(err) => return fail(err),
     };
-    logging::init(&std::env::var("SERVING_LOGGING_LEVEL").unwrap_or_default());
+    // Upstream's zap fields (spec §8.4); the level from SERVING_LOGGING_LEVEL.
+    logging::init_with(logging::LogFormat::new(
+        "",
+        &std::env::var("SERVING_LOGGING_LEVEL").unwrap_or_default(),
+        "activator",
+        vec![
+            ("knative.dev/controller".into(), "activator".into()),
+            ("knative.dev/pod".into(), config.pod_name.clone()),
+        ],
+    ));
 
     let quota = runtime::cpu_quota_cores(Path::new("/sys/fs/cgroup"));
     let available = std::thread::available_parallelism().map_or(1, NonZeroUsize::get);

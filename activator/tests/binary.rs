@@ -53,7 +53,10 @@ fn fake_pod() -> SocketAddr {
 
 struct Activator {
     child: Child,
+    /// stdout, line by line.
     lines: mpsc::Receiver<String>,
+    /// stderr (the process logs), line by line.
+    logs: mpsc::Receiver<String>,
     port: u16,
 }
 
@@ -76,19 +79,19 @@ impl Activator {
                 format!("ws://127.0.0.1:{}", free_port()),
             )
             .stdout(Stdio::piped())
-            .stderr(Stdio::null());
+            .stderr(Stdio::piped());
         for (k, v) in extra {
             cmd.env(k, v);
         }
         let mut child = cmd.spawn().unwrap();
-        let stdout = child.stdout.take().unwrap();
-        let (tx, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        Activator { child, lines, port }
+        let lines = line_reader(child.stdout.take().unwrap());
+        let logs = line_reader(child.stderr.take().unwrap());
+        Activator {
+            child,
+            lines,
+            logs,
+            port,
+        }
     }
 
     /// One request, retried until the port is open and the answer is 200.
@@ -112,6 +115,16 @@ impl Activator {
         }
         panic!("the activator never answered 200");
     }
+}
+
+fn line_reader(from: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, lines) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(from).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    lines
 }
 
 impl Drop for Activator {
@@ -219,5 +232,27 @@ fn a_proxied_request_produces_upstreams_spans_in_order() {
     for span in &spans {
         assert_eq!(span["SpanContext"]["TraceID"], trace_id);
     }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+// Spec §8.4: zap-shaped JSON process logs with the activator's fields.
+#[test]
+fn process_logs_carry_the_pod_and_controller() {
+    let dir = std::env::temp_dir().join(format!("activator-logs-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let pod = fake_pod();
+    let revisions =
+        format!(r#"{{"revisions": [{{"namespace": "ns", "name": "rev-1", "ready": ["{pod}"]}}]}}"#);
+    let activator = Activator::start(&dir, &revisions, &[("SERVING_LOGGING_LEVEL", "info")]);
+    activator.get_until_ok("knative-serving-namespace: ns\r\nknative-serving-revision: rev-1\r\n");
+    let line = activator
+        .logs
+        .recv_timeout(Duration::from_secs(10))
+        .expect("a log line");
+    let log: serde_json::Value =
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+    assert_eq!(log["knative.dev/pod"], "activator-test", "{line}");
+    assert_eq!(log["knative.dev/controller"], "activator", "{line}");
+    assert_eq!(log["logger"], "activator", "{line}");
     let _ = std::fs::remove_dir_all(&dir);
 }
