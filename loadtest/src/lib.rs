@@ -11,6 +11,8 @@
 //! - [`soak`]: a long run at half capacity through activator and queue-proxy,
 //!   sampling RSS and file descriptors (issue 9, item 4).
 //!
+//! - [`bench_diff`]: compares two saved `cargo bench -p benches` outputs.
+//!
 //! Shared pieces: [`client`] (a small HTTP/1.1 client), [`procs`] (child
 //! processes, nginx, /proc readers), [`tools`] (wrk and hey: install, run,
 //! parse), [`svg`] (hand-written charts) and [`summary`] (medians, percentiles).
@@ -21,6 +23,7 @@
 
 pub mod app;
 pub mod autoscaler;
+pub mod bench_diff;
 pub mod client;
 pub mod demo;
 pub mod pod;

@@ -106,6 +106,9 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Compare two saved outputs of `cargo bench -p benches` (e.g.
+    /// benches/baseline.txt and a new run): each median and its change.
+    BenchDiff { baseline: PathBuf, new: PathBuf },
     /// The sample app alone, as a process (used by `run` for its 100 ms app).
     App {
         #[arg(long, default_value = "127.0.0.1:8080")]
@@ -220,6 +223,25 @@ fn main() -> ExitCode {
                 }
                 Err(e) => {
                     eprintln!("demo failed: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::BenchDiff { baseline, new } => {
+            match (
+                std::fs::read_to_string(&baseline),
+                std::fs::read_to_string(&new),
+            ) {
+                (Ok(old), Ok(new)) => {
+                    print!("{}", loadtest::bench_diff::diff(&old, &new));
+                    ExitCode::SUCCESS
+                }
+                (Err(e), _) => {
+                    eprintln!("cannot read {}: {e}", baseline.display());
+                    ExitCode::FAILURE
+                }
+                (_, Err(e)) => {
+                    eprintln!("cannot read {}: {e}", new.display());
                     ExitCode::FAILURE
                 }
             }

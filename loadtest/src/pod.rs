@@ -53,6 +53,8 @@ impl PodSpec {
 
 /// One running pod.
 pub struct Pod {
+    /// The app itself.
+    pub app_addr: SocketAddr,
     /// The queue-proxy's serving port (what Endpoints list).
     pub serving: SocketAddr,
     /// The queue-proxy's autoscaler stats port (`:9090` upstream).
@@ -83,7 +85,8 @@ impl Pod {
         let listener = TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(PodError::App)?;
-        let app_port = listener.local_addr().map_err(PodError::App)?.port();
+        let app_addr = listener.local_addr().map_err(PodError::App)?;
+        let app_port = app_addr.port();
         let app = tokio::spawn(app::serve(listener, spec.app_work));
 
         let mut env = queue_proxy::config::test_env(app_port);
@@ -111,6 +114,7 @@ impl Pod {
             let _ = stopped.await;
         }));
         let pod = Pod {
+            app_addr,
             serving,
             metrics,
             stop_proxy,

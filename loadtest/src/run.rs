@@ -92,6 +92,22 @@ impl Started {
             .find(|c| c.name == name)
             .map_or(0, Child::pid)
     }
+    /// `e`, with the logs of any child that has exited.
+    fn explain(&mut self, e: io::Error) -> io::Error {
+        let mut msg = e.to_string();
+        for c in self.children.iter_mut() {
+            if c.exited() {
+                let _ = write!(
+                    msg,
+                    "\n{} has exited; its log ends:\n{}",
+                    c.name,
+                    c.log_tail()
+                );
+            }
+        }
+        io::Error::new(e.kind(), msg)
+    }
+
     fn get(&mut self, name: &str) -> &mut Child {
         self.children
             .iter_mut()
@@ -117,7 +133,11 @@ pub fn run(opts: &RunOptions) -> io::Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("loadtest-run-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let result = run_in(opts, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("logs kept in {}", dir.display());
+    }
     result
 }
 
@@ -286,7 +306,8 @@ fn run_in(opts: &RunOptions, dir: &Path) -> io::Result<PathBuf> {
             for t in targets[k..].iter().chain(&targets[..k]) {
                 let run = measure(t, &[s.pid("backend")], conns, rep, || {
                     tools::wrk(t.addr, conns, opts.duration_secs, &t.headers)
-                })?;
+                })
+                .map_err(|e| s.explain(e))?;
                 eprintln!(
                     "  c={conns:<3} rep {rep} {:<18} {:>8} req/s  p50 {:>7} ms  p99 {:>7} ms  CPU {:>6} s/10k  foreign {:.1} s{}",
                     t.name,

@@ -64,7 +64,11 @@ pub fn run(opts: &SoakOptions) -> io::Result<(PathBuf, bool)> {
     let dir = std::env::temp_dir().join(format!("loadtest-soak-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let result = run_in(opts, &dir);
-    let _ = std::fs::remove_dir_all(&dir);
+    if result.is_ok() {
+        let _ = std::fs::remove_dir_all(&dir);
+    } else {
+        eprintln!("logs kept in {}", dir.display());
+    }
     result
 }
 
