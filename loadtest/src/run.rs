@@ -622,11 +622,12 @@ impl Report {
             let _ = writeln!(out, "\nconstant rate, 100 ms app: p95 overhead vs direct");
             for n in ["queue-proxy-100ms", "activator-100ms"] {
                 let m = self.rate_med(n);
+                let overhead = m.p95.zip(d.p95).map(|(a, b)| a - b);
                 let _ = writeln!(
                     out,
-                    "  {n:<18} p95 {} ms  (+{} ms)",
+                    "  {n:<18} p95 {} ms  ({} ms)",
                     fmt(m.p95, 2),
-                    fmt(m.p95.zip(d.p95).map(|(a, b)| a - b), 2)
+                    overhead.map_or_else(|| "-".to_owned(), |o| format!("{o:+.2}"))
                 );
             }
         }
