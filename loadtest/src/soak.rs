@@ -476,3 +476,55 @@ impl SoakReport {
         md
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(rss_kib: &[u64], fds: &[usize], failed: u64) -> SoakReport {
+        let samples = rss_kib
+            .iter()
+            .zip(fds)
+            .enumerate()
+            .map(|(i, (rss, fds))| Sample {
+                at: Duration::from_secs(10 * i as u64),
+                queue_proxy: (*rss, 0, *fds),
+                activator: (8192, 0, 30),
+                rps: 100.0,
+            })
+            .collect();
+        SoakReport {
+            opts: SoakOptions {
+                queue_proxy_bin: PathBuf::new(),
+                activator_bin: PathBuf::new(),
+                duration: Duration::from_secs(50),
+                warmup: Duration::from_secs(20),
+                sample_every: Duration::from_secs(10),
+                connections: 10,
+                load_fraction: 0.5,
+                container_concurrency: 0,
+                out_dir: PathBuf::new(),
+            },
+            capacity: 200.0,
+            rate: 100.0,
+            samples,
+            ok: 5000,
+            bad_status: 0,
+            failed,
+        }
+    }
+
+    #[test]
+    fn growth_counts_from_the_end_of_the_warm_up() {
+        // Warm-up growth (4 -> 8 MiB) is free; then +0.5 MiB passes.
+        let r = report(&[4096, 6144, 8192, 8500, 8704], &[30, 31, 32, 32, 32], 0);
+        let g = r.growth(|s| s.queue_proxy).unwrap();
+        assert_eq!(g.rss_at_warmup_mib, 8.0);
+        assert!((g.rss_growth_mib() - 0.5).abs() < 1e-9);
+        assert!(r.passed());
+        // +1.5 MiB after the warm-up fails; so do leaking fds and any error.
+        assert!(!report(&[4096, 6144, 8192, 8704, 9728], &[32; 5], 0).passed());
+        assert!(!report(&[8192; 5], &[32, 32, 32, 36, 40], 0).passed());
+        assert!(!report(&[8192; 5], &[32; 5], 1).passed());
+    }
+}

@@ -146,7 +146,7 @@ pub fn parse_wrk(out: &str) -> LoadResult {
 
 pub fn parse_hey(out: &str) -> LoadResult {
     let mut r = LoadResult::default();
-    let mut in_status = false;
+    let (mut in_status, mut in_errors) = (false, false);
     for line in out.lines() {
         let t = line.trim();
         if let Some(v) = t.strip_prefix("Requests/sec:") {
@@ -170,28 +170,29 @@ pub fn parse_hey(out: &str) -> LoadResult {
             in_status = true;
             continue;
         } else if t.starts_with("Error distribution:") {
-            in_status = false;
-            // "[12]\tGet ...: connection refused"
+            (in_status, in_errors) = (false, true);
+            continue;
         }
-        if let Some(rest) = t.strip_prefix('[') {
-            let Some((code, rest)) = rest.split_once(']') else {
-                continue;
-            };
+        let Some((inside, rest)) = t.strip_prefix('[').and_then(|t| t.split_once(']')) else {
+            if t.is_empty() {
+                (in_status, in_errors) = (false, false);
+            }
+            continue;
+        };
+        if in_status {
+            // "[200]\t198 responses"
             let n: u64 = rest
                 .split_whitespace()
                 .next()
                 .and_then(|n| n.parse().ok())
                 .unwrap_or(0);
-            if in_status {
-                r.requests += n;
-                if !code.starts_with('2') {
-                    r.errors += n;
-                }
-            } else {
+            r.requests += n;
+            if !inside.starts_with('2') {
                 r.errors += n;
             }
-        } else if in_status && t.is_empty() {
-            in_status = false;
+        } else if in_errors {
+            // "[3]\tGet ...: connection refused"
+            r.errors += inside.parse::<u64>().unwrap_or(0);
         }
     }
     r
