@@ -23,12 +23,17 @@ fn main() {
     divan::main();
 }
 
+/// Iterations per sample for the nanosecond-scale benches: without it divan
+/// may settle on one iteration per sample after a slow first one (a page
+/// fault, a neighbour's burst), below the timer's precision.
+const ITERS: u32 = 1000;
+
 mod breaker {
     use super::*;
 
     static SHARED: LazyLock<Arc<Breaker>> = LazyLock::new(|| Breaker::new(1024, 10_240));
 
-    #[divan::bench]
+    #[divan::bench(sample_size = ITERS)]
     fn acquire_release(b: divan::Bencher<'_, '_>) {
         let breaker = Breaker::new(10, 100);
         b.bench_local(|| {
@@ -37,14 +42,14 @@ mod breaker {
         });
     }
 
-    #[divan::bench]
+    #[divan::bench(sample_size = ITERS)]
     fn try_acquire_release(b: divan::Bencher<'_, '_>) {
         let breaker = Breaker::new(10, 100);
         b.bench_local(|| divan::black_box(breaker.try_acquire()));
     }
 
     /// Every thread takes and returns slots of one breaker.
-    #[divan::bench(threads = [2, 4])]
+    #[divan::bench(threads = [2, 4], sample_size = ITERS)]
     fn acquire_release_contended() {
         divan::black_box(SHARED.acquire().now_or_never());
     }
@@ -57,13 +62,13 @@ mod stats {
         LazyLock::new(|| Arc::new(RequestStats::new(tokio::time::Instant::now())));
 
     /// `track` records In; dropping the guard records Out.
-    #[divan::bench]
+    #[divan::bench(sample_size = ITERS)]
     fn track_request(b: divan::Bencher<'_, '_>) {
         let stats = Arc::new(RequestStats::new(tokio::time::Instant::now()));
         b.bench_local(|| drop(divan::black_box(stats.track(false))));
     }
 
-    #[divan::bench]
+    #[divan::bench(sample_size = ITERS)]
     fn handle_event_in_out(b: divan::Bencher<'_, '_>) {
         let stats = RequestStats::new(tokio::time::Instant::now());
         b.bench_local(|| {
@@ -73,7 +78,7 @@ mod stats {
         });
     }
 
-    #[divan::bench(threads = [2, 4])]
+    #[divan::bench(threads = [2, 4], sample_size = ITERS)]
     fn track_request_contended() {
         drop(divan::black_box(SHARED.track(true)));
     }
@@ -94,14 +99,14 @@ mod stat {
         }
     }
 
-    #[divan::bench]
+    #[divan::bench(sample_size = ITERS)]
     fn encode(b: divan::Bencher<'_, '_>) {
         let stat = stat();
         b.bench_local(|| divan::black_box(&stat).encode_to_vec());
     }
 
     /// What the reporter does each second: build, encode and swap in the stat.
-    #[divan::bench]
+    #[divan::bench(sample_size = ITERS)]
     fn publish_window(b: divan::Bencher<'_, '_>) {
         let start = tokio::time::Instant::now();
         let reporter = StatReporter::new(stat().pod_name, Duration::from_secs(1), start);
@@ -152,14 +157,14 @@ mod headers {
         h
     }
 
-    #[divan::bench]
+    #[divan::bench(sample_size = ITERS)]
     fn rewrite_request(b: divan::Bencher<'_, '_>) {
         let peer = IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3));
         b.with_inputs(request_headers)
             .bench_local_refs(|h| to_app(h, peer, None));
     }
 
-    #[divan::bench]
+    #[divan::bench(sample_size = ITERS)]
     fn rewrite_response(b: divan::Bencher<'_, '_>) {
         b.with_inputs(response_headers)
             .bench_local_refs(|h| from_app(h, false));
@@ -216,19 +221,19 @@ mod handler {
     }
 
     /// The reference: the same client straight to the app.
-    #[divan::bench(sample_count = 50)]
+    #[divan::bench(sample_count = 100, sample_size = 20)]
     fn direct_to_app(b: divan::Bencher<'_, '_>) {
         let s = setup(0);
         get(b, &s, s.app);
     }
 
-    #[divan::bench(sample_count = 50)]
+    #[divan::bench(sample_count = 100, sample_size = 20)]
     fn via_queue_proxy(b: divan::Bencher<'_, '_>) {
         let s = setup(0);
         get(b, &s, s.queue_proxy);
     }
 
-    #[divan::bench(sample_count = 50)]
+    #[divan::bench(sample_count = 100, sample_size = 20)]
     fn via_queue_proxy_cc10(b: divan::Bencher<'_, '_>) {
         let s = setup(10);
         get(b, &s, s.queue_proxy);
