@@ -230,6 +230,6 @@ mod tests {
         assert_eq!(nice_max(1234.0), 2000.0);
         let l = lines("t", "MiB", "s", &[0.0, 10.0], &[("rss", vec![1.0, 2.0])]);
         assert!(l.contains("<polyline"));
-        assert!(stack(&[b, l]).contains("translate(0 260)"));
+        assert!(stack(&[b, l]).contains(r#"<svg y="260" "#));
     }
 }
