@@ -202,11 +202,8 @@ pub fn stack(charts: &[String]) -> String {
         H * charts.len() as f64
     );
     for (i, c) in charts.iter().enumerate() {
-        let _ = write!(
-            out,
-            r#"<g transform="translate(0 {})">{c}</g>"#,
-            H * i as f64
-        );
+        // A nested <svg> is placed by its own x/y.
+        out.push_str(&c.replacen("<svg ", &format!(r#"<svg y="{}" "#, H * i as f64), 1));
     }
     out.push_str("</svg>\n");
     out
