@@ -13,7 +13,9 @@
 //! [`DestsUpdate`]s to the throttler; the [`ConcurrencyReporter`] sends its
 //! batches to the [`AutoscalerLink`], whose status gates health.
 
-use queue_proxy::server::{Protocols, ServeError, Shutdown, bind_dual_stack, serve};
+use queue_proxy::server::{
+    Protocols, READ_HEADER_TIMEOUT, ServeError, Shutdown, bind_dual_stack, serve,
+};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -127,9 +129,16 @@ impl ActivatorServer {
                 http,
                 handler.clone(),
                 Protocols::Http1AndH2c,
+                READ_HEADER_TIMEOUT,
                 stop.clone(),
             )),
-            tokio::spawn(serve(h2c, handler, Protocols::Http1AndH2c, stop)),
+            tokio::spawn(serve(
+                h2c,
+                handler,
+                Protocols::Http1AndH2c,
+                READ_HEADER_TIMEOUT,
+                stop,
+            )),
         ];
 
         shutdown.await;

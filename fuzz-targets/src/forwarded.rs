@@ -33,7 +33,9 @@ pub fn run(data: &[u8]) {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
-        let value = line[colon + 1..].strip_prefix(b" ").unwrap_or(&line[colon + 1..]);
+        let value = line[colon + 1..]
+            .strip_prefix(b" ")
+            .unwrap_or(&line[colon + 1..]);
         if let (Ok(name), Ok(value)) = (
             HeaderName::from_bytes(&line[..colon]),
             HeaderValue::from_bytes(value),
@@ -79,7 +81,11 @@ pub fn run(data: &[u8]) {
         .iter()
         .map(|v| v.iter().filter(|&&b| b == b',').count())
         .sum::<usize>();
-    assert_eq!(elements, nodes.max(1) + extra, "{forwarded:?} from {before:?}");
+    assert_eq!(
+        elements,
+        nodes.max(1) + extra,
+        "{forwarded:?} from {before:?}"
+    );
 
     let once = headers.clone();
     queue_proxy::forwarded::shim(&mut headers);

@@ -192,7 +192,9 @@ fn exchange(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
     let _ = conn.set_nodelay(true);
     conn.set_write_timeout(Some(HANG)).expect("timeout");
     // The proxy may answer and close before it has read everything: fine.
-    let _ = conn.write_all(data).and_then(|()| conn.write_all(LAST_REQUEST));
+    let _ = conn
+        .write_all(data)
+        .and_then(|()| conn.write_all(LAST_REQUEST));
     conn.set_read_timeout(Some(IDLE)).expect("timeout");
     let mut shut_at = None;
     let mut answer = Vec::new();
@@ -202,6 +204,8 @@ fn exchange(addr: SocketAddr, data: &[u8]) -> Vec<u8> {
             Ok(0) => return answer,
             Ok(n) => answer.extend_from_slice(&buf[..n]),
             Err(e) if e.kind() == ErrorKind::ConnectionReset => return answer,
+            // libFuzzer's timers interrupt blocking reads.
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
                 let Some(shut_at) = shut_at else {
                     let _ = conn.shutdown(Shutdown::Write);

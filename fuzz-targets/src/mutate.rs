@@ -85,7 +85,11 @@ pub fn run(
     let mut rng = Rng::with_seed(seed);
     let mut ran = corpus.len();
     let empty = [Vec::new()];
-    let seeds = if corpus.is_empty() { &empty[..] } else { corpus };
+    let seeds = if corpus.is_empty() {
+        &empty[..]
+    } else {
+        corpus
+    };
     for _ in 0..iterations {
         if started.elapsed() >= budget {
             break;

@@ -45,7 +45,10 @@ pub fn run(data: &[u8]) {
             }
         }
         Err(error) => {
-            assert!(error.to_string().contains("/fuzz/revisions.json"), "{error}");
+            assert!(
+                error.to_string().contains("/fuzz/revisions.json"),
+                "{error}"
+            );
         }
     }
 }

@@ -93,7 +93,9 @@ fn every_target_has_a_test_and_a_libfuzzer_wrapper() {
             "{} has no test here",
             target.name
         );
-        let wrapper = root.join("fuzz/fuzz_targets").join(format!("{}.rs", target.name));
+        let wrapper = root
+            .join("fuzz/fuzz_targets")
+            .join(format!("{}.rs", target.name));
         assert!(wrapper.exists(), "{} is missing", wrapper.display());
     }
 }

@@ -73,6 +73,7 @@ fn reconciler_env_parses() {
             drain_quiet_period: std::time::Duration::from_secs(30),
             upgrade_drain_timeout: std::time::Duration::from_secs(60),
             certs_dir: "/var/lib/knative/certs".into(),
+            header_read_timeout: std::time::Duration::from_secs(60),
         }
     );
 }
@@ -387,6 +388,17 @@ fn extensions() {
         let is_tls = var.name.starts_with("QUEUE_PROXY_TLS_");
         assert_eq!(var.origin == Origin::Extension, !is_tls, "{}", var.name);
     }
+}
+
+#[test]
+fn header_read_timeout_defaults_to_upstreams_60_seconds() {
+    let config = Config::from_env(&with(&[])).unwrap();
+    assert_eq!(config.header_read_timeout, Duration::from_secs(60));
+    let config =
+        Config::from_env(&with(&[("QUEUE_PROXY_HEADER_READ_TIMEOUT_MS", "1500")])).unwrap();
+    assert_eq!(config.header_read_timeout, Duration::from_millis(1500));
+    let err = Config::from_env(&with(&[("QUEUE_PROXY_HEADER_READ_TIMEOUT_MS", "-1")])).unwrap_err();
+    assert_eq!(err.key(), "QUEUE_PROXY_HEADER_READ_TIMEOUT_MS");
 }
 
 #[test]
