@@ -8,7 +8,8 @@
 
 use fastrand::Rng;
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// Inputs never grow past this.
 const MAX_LEN: usize = 64 * 1024;

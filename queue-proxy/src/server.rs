@@ -203,7 +203,11 @@ pub async fn serve_with<A: Accept, H: Handler>(
     if protocols == Protocols::Http1Only {
         builder = builder.http1_only();
     }
-    let builder = Arc::new(builder);
+    let settings = Arc::new(ConnectionSettings {
+        builder,
+        h2c_upgrades: protocols == Protocols::Http1AndH2c,
+        header_read_timeout,
+    });
     let graceful = GracefulShutdown::new();
     let stop = shutdown.fired();
     tokio::pin!(stop);
@@ -221,34 +225,31 @@ pub async fn serve_with<A: Accept, H: Handler>(
             },
             () = &mut stop => break,
         };
-        serve_connection(
-            stream,
-            peer,
-            &acceptor,
-            &builder,
-            &handler,
-            protocols,
-            header_read_timeout,
-            &graceful,
-        );
+        serve_connection(stream, peer, &acceptor, &settings, &handler, &graceful);
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// How a listener's connections are served.
+struct ConnectionSettings {
+    builder: auto::Builder<TokioExecutor>,
+    /// HTTP/1.1 requests may ask to continue as h2c (the main and TLS ports).
+    h2c_upgrades: bool,
+    header_read_timeout: Duration,
 }
 
 fn serve_connection<A: Accept, H: Handler>(
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: &A,
-    builder: &Arc<auto::Builder<TokioExecutor>>,
+    settings: &Arc<ConnectionSettings>,
     handler: &Arc<H>,
-    protocols: Protocols,
-    header_read_timeout: Duration,
     graceful: &GracefulShutdown,
 ) {
     let _ = stream.set_nodelay(true);
     let handler = handler.clone();
-    let h2c_upgrades = protocols == Protocols::Http1AndH2c;
+    let h2c_upgrades = settings.h2c_upgrades;
     let service = service_fn(move |req: Request<Incoming>| {
         let handler = handler.clone();
         async move {
@@ -266,7 +267,7 @@ fn serve_connection<A: Accept, H: Handler>(
             Ok::<_, Infallible>(resp)
         }
     });
-    let builder = builder.clone();
+    let settings = settings.clone();
     let accepting = acceptor.accept(stream);
     let watcher = graceful.watcher();
     tokio::spawn(async move {
@@ -277,8 +278,9 @@ fn serve_connection<A: Accept, H: Handler>(
                 return;
             }
         };
-        let io = HeadDeadline::new(io, header_read_timeout);
-        let conn = builder
+        let io = HeadDeadline::new(io, settings.header_read_timeout);
+        let conn = settings
+            .builder
             .serve_connection_with_upgrades(TokioIo::new(io), service)
             .into_owned();
         if let Err(err) = watcher.watch(conn).await {

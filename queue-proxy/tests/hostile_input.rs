@@ -16,12 +16,13 @@ use parking_lot::Mutex;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use support::binary::Binary;
 use support::h2frames::*;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio::time::Instant;
 
 /// What the app saw.
 #[derive(Default)]
@@ -342,12 +343,15 @@ async fn slowloris_on_headers_is_closed_after_the_header_read_timeout() {
         let (mut read, mut write) = conn.into_split();
         write.write_all(first).await.unwrap();
         let writer = tokio::spawn(async move {
-            while trickle {
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                if write.write_all(b"a").await.is_err() {
-                    return;
+            if trickle {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    if write.write_all(b"a").await.is_err() {
+                        return;
+                    }
                 }
             }
+            // Holds the write half open without a word.
             std::future::pending::<()>().await;
         });
         let mut buf = [0u8; 256];

@@ -254,8 +254,8 @@ fn every_int_and_bool_var_rejects_empty_and_garbage() {
             );
         }
     }
-    // 4 ints, 3 bools, 5 ports, 1 thread count, 2 durations.
-    assert_eq!(seen, 15);
+    // 4 ints, 3 bools, 5 ports, 1 thread count, 3 durations.
+    assert_eq!(seen, 16);
 }
 
 #[test]
@@ -494,8 +494,8 @@ fn var_rows_describe_their_fields() {
             description: "Max seconds between response writes; 0 disables.",
         }
     );
-    // 24 upstream variables and 7 extensions.
-    assert_eq!(VARS.len(), 31);
+    // 24 upstream variables and 8 extensions.
+    assert_eq!(VARS.len(), 32);
     let mut names: Vec<_> = VARS.iter().map(|v| v.name).collect();
     names.sort_unstable();
     names.dedup();
