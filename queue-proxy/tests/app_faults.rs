@@ -105,7 +105,7 @@ async fn an_app_crashing_mid_response_aborts_the_client_response() {
             assert!(body.is_err(), "a truncated body arrived whole: {body:?}");
         }
         qp.assert_idle().await;
-        assert!(qp.open_fds() <= baseline, "{}", qp.describe_fds());
+        qp.assert_fds_back_to(baseline).await;
     }
 }
 
@@ -143,7 +143,7 @@ async fn an_app_that_stalls_forever_is_ended_by_the_revision_timeout() {
     assert!(started.elapsed() < Duration::from_secs(4));
 
     qp.assert_idle().await;
-    assert!(qp.open_fds() <= baseline, "{}", qp.describe_fds());
+    qp.assert_fds_back_to(baseline).await;
 }
 
 /// A body that yields `first` and then stalls forever.

@@ -195,6 +195,12 @@ impl Binary {
     pub async fn assert_recovered(&self, baseline: usize) {
         self.assert_serves().await;
         self.assert_idle().await;
+        self.assert_fds_back_to(baseline).await;
+    }
+
+    /// Waits (up to 10 s: sockets close asynchronously) for the open fds to
+    /// drop to `baseline`, and lists them if they do not.
+    pub async fn assert_fds_back_to(&self, baseline: usize) {
         let now = settle_fds(self, baseline).await;
         assert!(
             now <= baseline,
