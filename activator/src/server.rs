@@ -15,7 +15,9 @@
 
 use queue_proxy::request_log::{RequestLogger, RevisionInfo};
 use queue_proxy::request_metrics::MetricsEndpoint;
-use queue_proxy::server::{Protocols, ServeError, Shutdown, bind_dual_stack, serve};
+use queue_proxy::server::{
+    Protocols, READ_HEADER_TIMEOUT, ServeError, Shutdown, bind_dual_stack, serve,
+};
 use queue_proxy::telemetry::{self, ResourceInfo, TelemetryError, TracingPlan};
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -189,6 +191,7 @@ impl ActivatorServer {
                 listener,
                 Arc::new(MetricsEndpoint(metrics)),
                 Protocols::Http1Only,
+                READ_HEADER_TIMEOUT,
                 stop.clone(),
             ))),
             _ => None,
@@ -198,9 +201,16 @@ impl ActivatorServer {
                 http,
                 handler.clone(),
                 Protocols::Http1AndH2c,
+                READ_HEADER_TIMEOUT,
                 stop.clone(),
             )),
-            tokio::spawn(serve(h2c, handler, Protocols::Http1AndH2c, stop)),
+            tokio::spawn(serve(
+                h2c,
+                handler,
+                Protocols::Http1AndH2c,
+                READ_HEADER_TIMEOUT,
+                stop,
+            )),
         ];
 
         shutdown.await;

@@ -121,6 +121,21 @@ pub fn go_http_error(status: StatusCode, message: &str) -> Response<ProxyBody> {
     response
 }
 
+/// What Go's server writes, and then closes the connection, when a request
+/// head is longer than it reads (`MaxHeaderBytes`): a bare text, no nosniff.
+pub fn request_header_fields_too_large() -> Response<ProxyBody> {
+    const TEXT: &str = "431 Request Header Fields Too Large";
+    let mut response = Response::new(ProxyBody::local(TEXT));
+    *response.status_mut() = StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    response
+}
+
 /// Go's `http.NotFound`, used by the admin and metrics servers for unknown paths.
 pub fn not_found() -> Response<ProxyBody> {
     go_http_error(StatusCode::NOT_FOUND, "404 page not found")

@@ -20,6 +20,8 @@
 //!   until the response has been delivered.
 //! - [`error`]: typed errors that know which side caused them, and the one place
 //!   that turns them into 502/503/504 responses shaped like upstream's.
+//! - [`read_limits`]: Go's request-head size and time limits where hyper's are
+//!   not exact.
 //! - Lifecycle: [`probes`] answers kubelet, activator and network probes from
 //!   [`readiness`] (probing the app) and [`drain`] (the quiet period, and the
 //!   in-flight tracking shutdown waits on); [`timeout`] enforces the revision's
@@ -53,6 +55,7 @@ pub mod observability;
 pub mod probes;
 pub mod proxy;
 pub mod proxy_spans;
+pub mod read_limits;
 pub mod readiness;
 pub mod request_log;
 pub mod request_metrics;

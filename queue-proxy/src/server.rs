@@ -1,8 +1,9 @@
 //! Listeners and connection serving, as upstream's `sharedmain/servers.go` sets
 //! them up: every server binds `:<port>` on all interfaces, dual-stack, and reads
-//! request headers within 60 s. The main port speaks HTTP/1.1 and h2c (prior
-//! knowledge, and `Upgrade: h2c` via [`crate::h2c`]); admin and metrics speak
-//! HTTP/1.1 only. The TLS port ([`crate::tls`]) serves like the main port once
+//! request headers within 60 s and 1 MiB ([`crate::read_limits`] holds hyper to
+//! both exactly). The main port speaks HTTP/1.1 and h2c (prior knowledge, and
+//! `Upgrade: h2c` via [`crate::h2c`]); admin and metrics speak HTTP/1.1 only.
+//! HTTP/2 announces Go's header list limit. The TLS port ([`crate::tls`]) serves like the main port once
 //! its [`Accept`] step has done the handshake.
 
 use hyper::body::Incoming;
@@ -23,15 +24,22 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 use crate::body::ProxyBody;
+use crate::error::request_header_fields_too_large;
 use crate::h2c;
+use crate::read_limits::{HeadDeadline, head_too_large};
 
-/// Go's `http.Server.ReadHeaderTimeout` as upstream sets it on every server.
+/// Go's `http.Server.ReadHeaderTimeout` as upstream sets it on every server
+/// (`QUEUE_PROXY_HEADER_READ_TIMEOUT_MS` overrides it for tests).
 pub const READ_HEADER_TIMEOUT: Duration = Duration::from_secs(60);
 /// x/net/http2's default concurrent streams per connection.
 pub const MAX_CONCURRENT_STREAMS: u32 = 250;
 /// Go's default request header limit (1 MiB) plus the 4 KiB of slack its HTTP/1
 /// reader allows; beyond it the client gets 431.
 pub const MAX_HEADER_BYTES: usize = (1 << 20) + 4096;
+/// x/net/http2's `SETTINGS_MAX_HEADER_LIST_SIZE` for Go's default
+/// `MaxHeaderBytes`: 1 MiB plus 32 bytes of overhead for ten typical fields
+/// (hyper's default is 16 MiB).
+pub const H2_MAX_HEADER_LIST_SIZE: u32 = (1 << 20) + 10 * 32;
 
 /// Something that answers requests on a listener.
 pub trait Handler: Send + Sync + 'static {
@@ -153,14 +161,25 @@ impl ShutdownTrigger {
 /// Accepts connections on `listener` and serves them with `handler` until
 /// `shutdown` fires; then stops accepting and waits for open connections to end
 /// gracefully (idle keep-alive connections close at once, in-flight requests
-/// finish).
+/// finish). A connection that has not sent a request's headers within
+/// `header_read_timeout` is closed ([`READ_HEADER_TIMEOUT`] upstream; zero
+/// means no limit, as Go's zero `ReadHeaderTimeout` does).
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
     protocols: Protocols,
+    header_read_timeout: Duration,
     shutdown: Shutdown,
 ) {
-    serve_with(listener, PlainTcp, handler, protocols, shutdown).await;
+    serve_with(
+        listener,
+        PlainTcp,
+        handler,
+        protocols,
+        header_read_timeout,
+        shutdown,
+    )
+    .await;
 }
 
 /// [`serve`], with `acceptor` run on each connection before HTTP is spoken.
@@ -170,22 +189,28 @@ pub async fn serve_with<A: Accept, H: Handler>(
     acceptor: A,
     handler: Arc<H>,
     protocols: Protocols,
+    header_read_timeout: Duration,
     shutdown: Shutdown,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(READ_HEADER_TIMEOUT)
+        .header_read_timeout((!header_read_timeout.is_zero()).then_some(header_read_timeout))
         .max_buf_size(MAX_HEADER_BYTES);
     builder
         .http2()
         .timer(TokioTimer::new())
-        .max_concurrent_streams(MAX_CONCURRENT_STREAMS);
+        .max_concurrent_streams(MAX_CONCURRENT_STREAMS)
+        .max_header_list_size(H2_MAX_HEADER_LIST_SIZE);
     if protocols == Protocols::Http1Only {
         builder = builder.http1_only();
     }
-    let builder = Arc::new(builder);
+    let settings = Arc::new(ConnectionSettings {
+        builder,
+        h2c_upgrades: protocols == Protocols::Http1AndH2c,
+        header_read_timeout,
+    });
     let graceful = GracefulShutdown::new();
     let stop = shutdown.fired();
     tokio::pin!(stop);
@@ -203,31 +228,38 @@ pub async fn serve_with<A: Accept, H: Handler>(
             },
             () = &mut stop => break,
         };
-        serve_connection(
-            stream, peer, &acceptor, &builder, &handler, protocols, &graceful,
-        );
+        serve_connection(stream, peer, &acceptor, &settings, &handler, &graceful);
     }
     drop(listener);
     graceful.shutdown().await;
+}
+
+/// How a listener's connections are served.
+struct ConnectionSettings {
+    builder: auto::Builder<TokioExecutor>,
+    /// HTTP/1.1 requests may ask to continue as h2c (the main and TLS ports).
+    h2c_upgrades: bool,
+    header_read_timeout: Duration,
 }
 
 fn serve_connection<A: Accept, H: Handler>(
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: &A,
-    builder: &Arc<auto::Builder<TokioExecutor>>,
+    settings: &Arc<ConnectionSettings>,
     handler: &Arc<H>,
-    protocols: Protocols,
     graceful: &GracefulShutdown,
 ) {
     let _ = stream.set_nodelay(true);
     let handler = handler.clone();
-    let h2c_upgrades = protocols == Protocols::Http1AndH2c;
+    let h2c_upgrades = settings.h2c_upgrades;
     let service = service_fn(move |req: Request<Incoming>| {
         let handler = handler.clone();
         async move {
             // RFC 7540 §3.2: an HTTP/1.1 request may ask to continue as h2c.
-            let resp = if h2c_upgrades
+            let resp = if head_too_large(&req) {
+                request_header_fields_too_large()
+            } else if h2c_upgrades
                 && req.version() == Version::HTTP_11
                 && h2c::is_h2c_upgrade(req.headers())
             {
@@ -238,7 +270,7 @@ fn serve_connection<A: Accept, H: Handler>(
             Ok::<_, Infallible>(resp)
         }
     });
-    let builder = builder.clone();
+    let settings = settings.clone();
     let accepting = acceptor.accept(stream);
     let watcher = graceful.watcher();
     tokio::spawn(async move {
@@ -249,7 +281,9 @@ fn serve_connection<A: Accept, H: Handler>(
                 return;
             }
         };
-        let conn = builder
+        let io = HeadDeadline::new(io, settings.header_read_timeout);
+        let conn = settings
+            .builder
             .serve_connection_with_upgrades(TokioIo::new(io), service)
             .into_owned();
         if let Err(err) = watcher.watch(conn).await {

@@ -294,18 +294,21 @@ impl Sidecar {
                 main,
                 queue.clone(),
                 Protocols::Http1AndH2c,
+                config.header_read_timeout,
                 stop.clone(),
             )),
             tokio::spawn(serve(
                 admin,
                 Arc::new(Admin::new(drainer.clone(), terminating)),
                 Protocols::Http1Only,
+                config.header_read_timeout,
                 stop.clone(),
             )),
             tokio::spawn(serve(
                 metrics,
                 Arc::new(AutoscalerMetrics::new(reporter)),
                 Protocols::Http1Only,
+                config.header_read_timeout,
                 stop.clone(),
             )),
         ];
@@ -324,6 +327,7 @@ impl Sidecar {
                 listener,
                 Arc::new(MetricsEndpoint(metrics)),
                 Protocols::Http1Only,
+                config.header_read_timeout,
                 stop.clone(),
             )));
         }
@@ -334,6 +338,7 @@ impl Sidecar {
                 setup.acceptor,
                 queue.clone(),
                 Protocols::Http1AndH2c,
+                config.header_read_timeout,
                 stop,
             )));
         }

@@ -9,21 +9,14 @@ use bytes::Bytes;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::rt::TokioIo;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
+use support::binary::Binary;
 use support::*;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 /// One keep-alive client sending a request every 20 ms until `stop`; returns the
 /// statuses it got and when it sent its last request.
@@ -57,33 +50,12 @@ async fn steady_client(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_drains_without_errors_and_exits_zero() {
     let app = start_echo_app().await;
-    let (main, admin, metrics) = (free_port(), free_port(), free_port());
-    let mut env = queue_proxy::config::test_env(app.port());
-    env.insert("QUEUE_SERVING_PORT".into(), main.to_string());
-    env.insert("QUEUE_PROXY_ADMIN_PORT".into(), admin.to_string());
-    env.insert("QUEUE_PROXY_METRICS_PORT".into(), metrics.to_string());
-    env.insert("QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS".into(), "2000".into());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_queue-proxy"))
-        .env_clear()
-        .envs(&env)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], main));
+    let mut qp = Binary::start(app.port(), &[("QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS", "2000")]).await;
+    let addr = qp.main;
     let kube = [
         ("user-agent", "kube-probe/1.29"),
         ("k-network-probe", "queue"),
     ];
-    within(10, async {
-        loop {
-            if TcpStream::connect(addr).await.is_ok() {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await;
     assert_eq!(get(addr, "/", &kube).await.status, StatusCode::OK);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -95,7 +67,7 @@ async fn sigterm_under_load_drains_without_errors_and_exits_zero() {
     let signalled = Instant::now();
     let killed = Command::new("kill")
         .arg("-TERM")
-        .arg(child.id().to_string())
+        .arg(qp.pid().to_string())
         .status()
         .unwrap();
     assert!(killed.success());
@@ -122,12 +94,7 @@ async fn sigterm_under_load_drains_without_errors_and_exits_zero() {
         statuses.extend(s);
         last_request = last_request.max(last);
     }
-    let exit = within(
-        15,
-        tokio::task::spawn_blocking(move || child.wait().unwrap()),
-    )
-    .await
-    .unwrap();
+    let exit = qp.exited_within(15).await;
     let exited_after_last = last_request.elapsed();
     assert!(exit.success(), "exit status {exit:?}");
     let errors = statuses.iter().filter(|s| !s.is_success()).count();

@@ -9,6 +9,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use std::net::SocketAddr;
+use support::h2frames::*;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -16,18 +17,6 @@ use tokio::net::TcpStream;
 /// What curl sends: MAX_CONCURRENT_STREAMS 100, INITIAL_WINDOW_SIZE 1 GiB,
 /// ENABLE_PUSH 0.
 const CURL_SETTINGS: &str = "AAMAAABkAARAAAAAAAIAAAAA";
-const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-const DATA: u8 = 0x0;
-const HEADERS: u8 = 0x1;
-const RST_STREAM: u8 = 0x3;
-const SETTINGS: u8 = 0x4;
-const PING: u8 = 0x6;
-const GOAWAY: u8 = 0x7;
-const WINDOW_UPDATE: u8 = 0x8;
-const END_STREAM: u8 = 0x1;
-const ACK: u8 = 0x1;
-const END_HEADERS: u8 = 0x4;
 
 /// hyper's HTTP/2 server's connection window target, and the initial window.
 const SERVER_CONN_WINDOW: u32 = 1024 * 1024;
@@ -112,11 +101,7 @@ impl RawH2 {
     }
 
     async fn write_frame(&mut self, kind: u8, flags: u8, stream: u32, payload: &[u8]) {
-        let mut frame = (payload.len() as u32).to_be_bytes()[1..].to_vec();
-        frame.push(kind);
-        frame.push(flags);
-        frame.extend_from_slice(&stream.to_be_bytes());
-        frame.extend_from_slice(payload);
+        let frame = frame(kind, flags, stream, payload);
         self.stream.write_all(&frame).await.unwrap();
     }
 
@@ -190,20 +175,6 @@ impl RawH2 {
         self.read_until(|f| f.kind == PING && f.flags & ACK != 0)
             .await;
     }
-}
-
-/// HPACK "literal without indexing, new name" fields, raw strings.
-fn literal_block(fields: &[(&str, &str)]) -> Vec<u8> {
-    let mut block = Vec::new();
-    for (name, value) in fields {
-        assert!(name.len() < 127 && value.len() < 127);
-        block.push(0x00);
-        block.push(name.len() as u8);
-        block.extend_from_slice(name.as_bytes());
-        block.push(value.len() as u8);
-        block.extend_from_slice(value.as_bytes());
-    }
-    block
 }
 
 /// `:status: 200` from the static table, which hyper's encoder always uses.

@@ -587,6 +587,7 @@ async fn a_silent_client_is_dropped_after_the_handshake_timeout_and_does_not_hol
         acceptor,
         Arc::new(Hello),
         Protocols::Http1AndH2c,
+        queue_proxy::server::READ_HEADER_TIMEOUT,
         stop,
     ));
 

@@ -175,8 +175,10 @@ impl From<ProtocolName> for Protocol {
     }
 }
 
-/// Parses a file's contents into the revisions it lists.
-fn parse(
+/// Parses a file's contents into the revisions it lists; `path` only names the
+/// file in errors. Public so the fuzz targets (`fuzz-targets/`) reach it without
+/// touching the filesystem.
+pub fn parse(
     path: &Path,
     bytes: &[u8],
 ) -> Result<BTreeMap<RevisionKey, RevisionState>, StaticSourceError> {

@@ -26,7 +26,8 @@
 //! `QUEUE_PROXY_METRICS_PORT` (default 9090), `QUEUE_PROXY_USER_METRICS_PORT` (default 9091;
 //! `requestMetrics.endpoint` in `OBSERVABILITY_CONFIG` wins), `QUEUE_PROXY_WORKER_THREADS` (default: derived
 //! from the cgroup CPU quota, see [`crate::runtime`]), `QUEUE_PROXY_DRAIN_QUIET_PERIOD_MS`
-//! (default 30000) and `QUEUE_PROXY_UPGRADE_DRAIN_TIMEOUT_MS` (default 60000). The reconciler also sets `SYSTEM_NAMESPACE`, `HOST_IP` and `ROOT_CA`,
+//! (default 30000), `QUEUE_PROXY_UPGRADE_DRAIN_TIMEOUT_MS` (default 60000) and
+//! `QUEUE_PROXY_HEADER_READ_TIMEOUT_MS` (default 60000). The reconciler also sets `SYSTEM_NAMESPACE`, `HOST_IP` and `ROOT_CA`,
 //! which upstream ignores; so do we ([`IGNORED_VARS`]).
 //!
 //! Reading goes through [`EnvSource`] so tests pass a `HashMap` instead of touching the
@@ -397,6 +398,9 @@ config_table! {
         "How long shutdown waits for upgraded connections, in ms (upstream's fixed 60 s; for tests).";
     certs_dir: String = "QUEUE_PROXY_CERTS_DIR", Extension, [default "/var/lib/knative/certs"],
         "Directory holding tls.crt and tls.key for internal TLS (tests override it).";
+    header_read_timeout: Duration = "QUEUE_PROXY_HEADER_READ_TIMEOUT_MS", Extension,
+        [default "60000"],
+        "How long a connection may take to send a request's headers, in ms (upstream's fixed 60 s; for tests).";
 }
 
 // === help ===

@@ -73,6 +73,7 @@ fn reconciler_env_parses() {
             drain_quiet_period: std::time::Duration::from_secs(30),
             upgrade_drain_timeout: std::time::Duration::from_secs(60),
             certs_dir: "/var/lib/knative/certs".into(),
+            header_read_timeout: std::time::Duration::from_secs(60),
         }
     );
 }
@@ -253,8 +254,8 @@ fn every_int_and_bool_var_rejects_empty_and_garbage() {
             );
         }
     }
-    // 4 ints, 3 bools, 5 ports, 1 thread count, 2 durations.
-    assert_eq!(seen, 15);
+    // 4 ints, 3 bools, 5 ports, 1 thread count, 3 durations.
+    assert_eq!(seen, 16);
 }
 
 #[test]
@@ -390,6 +391,17 @@ fn extensions() {
 }
 
 #[test]
+fn header_read_timeout_defaults_to_upstreams_60_seconds() {
+    let config = Config::from_env(&with(&[])).unwrap();
+    assert_eq!(config.header_read_timeout, Duration::from_secs(60));
+    let config =
+        Config::from_env(&with(&[("QUEUE_PROXY_HEADER_READ_TIMEOUT_MS", "1500")])).unwrap();
+    assert_eq!(config.header_read_timeout, Duration::from_millis(1500));
+    let err = Config::from_env(&with(&[("QUEUE_PROXY_HEADER_READ_TIMEOUT_MS", "-1")])).unwrap_err();
+    assert_eq!(err.key(), "QUEUE_PROXY_HEADER_READ_TIMEOUT_MS");
+}
+
+#[test]
 fn ignored_vars_are_neither_required_nor_parsed() {
     let mut env = without(IGNORED_VARS);
     assert!(Config::from_env(&env).is_ok());
@@ -482,8 +494,8 @@ fn var_rows_describe_their_fields() {
             description: "Max seconds between response writes; 0 disables.",
         }
     );
-    // 24 upstream variables and 7 extensions.
-    assert_eq!(VARS.len(), 31);
+    // 24 upstream variables and 8 extensions.
+    assert_eq!(VARS.len(), 32);
     let mut names: Vec<_> = VARS.iter().map(|v| v.name).collect();
     names.sort_unstable();
     names.dedup();

@@ -58,6 +58,9 @@ impl Digits {
     /// `n ≥ 1` significant digits, correctly rounded (ties to even, as Go's fixed-precision
     /// conversion does on the exact binary value).
     fn significant(v: f64, n: usize) -> Self {
+        // Digits past an f64's exact expansion are zeros, and trailing zeros are dropped
+        // anyway; Rust's formatter panics on a precision above u16::MAX, Go's goes to 1e6.
+        let n = n.min(EXACT_SIGNIFICANT_DIGITS);
         Self::from_exp_form(&format!("{:.*e}", n - 1, v))
     }
 
@@ -80,6 +83,11 @@ impl Digits {
     }
 }
 
+/// An f64's exact decimal expansion has at most 767 significant digits...
+const EXACT_SIGNIFICANT_DIGITS: usize = 800;
+/// ...and at most 1074 digits after the point (the smallest subnormal is 2^-1074).
+const EXACT_FRACTION_DIGITS: usize = 1100;
+
 /// Go's `strconv.AppendFloat(out, v, fmt, prec, 64)` for `fmt` in `e E f g G`.
 pub fn append_float(out: &mut Vec<u8>, v: f64, fmt: u8, prec: i32) {
     if v.is_nan() {
@@ -97,8 +105,12 @@ pub fn append_float(out: &mut Vec<u8>, v: f64, fmt: u8, prec: i32) {
     let shortest = prec < 0;
     match fmt {
         b'f' | b'F' if !shortest => {
-            // Exact fixed-point with round-half-even, as Go's big-decimal path.
-            let _ = write!(out, "{:.*}", prec as usize, a);
+            // Exact fixed-point with round-half-even, as Go's big-decimal path. Past the
+            // exact expansion every digit is 0 (and Rust's formatter stops at u16::MAX).
+            let prec = prec as usize;
+            let exact = prec.min(EXACT_FRACTION_DIGITS);
+            let _ = write!(out, "{:.*}", exact, a);
+            out.resize(out.len() + (prec - exact), b'0');
         }
         b'e' | b'E' => {
             let digs = if shortest {
@@ -1314,6 +1326,35 @@ mod tests {
             "string int float64 <nil>"
         );
         assert_eq!(printf("100%%", &[]), "100%");
+    }
+
+    #[test]
+    fn precisions_past_rusts_formatter_limit_print_as_go_does() {
+        // Found by fuzzing: Rust's formatter panics on a precision above 65535; Go's
+        // fmt accepts up to 1e6 and pads the exact expansion with zeros.
+        let f = printf("%.200000f", &[Value::Float(0.1)]);
+        assert_eq!(f.len(), 2 + 200_000);
+        assert!(
+            f.starts_with("0.1000000000000000055511151231257827"),
+            "{}",
+            &f[..40]
+        );
+        assert!(f[1100..].bytes().all(|b| b == b'0'));
+        let e = printf("%.70000e", &[Value::Float(1.5)]);
+        assert_eq!(e, format!("1.5{}e+00", "0".repeat(69_999)));
+        let g = printf("%.70000g", &[Value::Float(0.1)]);
+        assert!(
+            g.starts_with("0.1000000000000000055511151231257827"),
+            "{}",
+            &g[..40]
+        );
+        assert!(!g.ends_with('0'), "%g drops trailing zeros");
+        // The smallest subnormal's expansion ends exactly at the 1074th decimal.
+        let tiny = printf("%.1100f", &[Value::Float(f64::from_bits(1))]);
+        assert_eq!(tiny.len(), 2 + 1100);
+        assert!(tiny[2..].starts_with(&format!("{}49406564584124654", "0".repeat(323))));
+        assert_eq!(&tiny[2 + 1071..2 + 1074], "625");
+        assert!(tiny[2 + 1074..].bytes().all(|b| b == b'0'));
     }
 
     #[test]

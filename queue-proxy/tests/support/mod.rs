@@ -2,6 +2,9 @@
 //! ephemeral ports, and small clients that speak HTTP/1.1 and h2c over loopback.
 #![allow(dead_code)]
 
+pub mod binary;
+pub mod h2frames;
+
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
@@ -47,7 +50,10 @@ where
                     let handler = handler.clone();
                     async move { Ok::<_, Infallible>(handler(req).await) }
                 });
-                let _ = auto::Builder::new(TokioExecutor::new())
+                // Heads as large as Go apps take (hyper's default stops at ~400 KiB).
+                let mut builder = auto::Builder::new(TokioExecutor::new());
+                builder.http1().max_buf_size(2 << 20);
+                let _ = builder
                     .serve_connection_with_upgrades(TokioIo::new(stream), service)
                     .await;
             });
@@ -300,11 +306,19 @@ pub async fn echo_upgraded(mut io: TokioIo<hyper::upgrade::Upgraded>) {
 
 /// Opens a websocket through the proxy at `addr` and reads the 101 head.
 pub async fn open_websocket(addr: SocketAddr) -> (TcpStream, String) {
+    open_websocket_at(addr, "/ws").await
+}
+
+/// [`open_websocket`] on `path`.
+pub async fn open_websocket_at(addr: SocketAddr, path: &str) -> (TcpStream, String) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let mut conn = TcpStream::connect(addr).await.unwrap();
     conn.write_all(
-        b"GET /ws HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
-          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+             Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .await
     .unwrap();

@@ -1,0 +1,4 @@
+#![no_main]
+//! libFuzzer driver for `fuzz_targets::forwarded` (what it checks is documented there).
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| fuzz_targets::forwarded::run(data));
