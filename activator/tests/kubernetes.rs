@@ -674,6 +674,8 @@ async fn check_26_cluster_ip_capacity_follows_backends_and_activators() {
         s.values().any(|st| st.activators.len() == 5)
     })
     .await;
+    // The snapshot is out; let the throttler apply it (and the ClusterIP).
+    settle().await;
 
     let requests = spawn_requests(&a, "r", 25);
     holds_exactly(&service, 20).await;
