@@ -408,28 +408,7 @@ async fn cold_start_releases_fifty_held_requests() {
 
     // The pod starts: the app, then its queue-proxy.
     let first_hit: Arc<parking_lot::Mutex<Option<Instant>>> = Arc::default();
-    let app = {
-        let first_hit = first_hit.clone();
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let app = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                let first_hit = first_hit.clone();
-                tokio::spawn(async move {
-                    let service = service_fn(move |_req: Request<Incoming>| {
-                        first_hit.lock().get_or_insert_with(Instant::now);
-                        async {
-                            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("hello"))))
-                        }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        app
-    };
+    let app = app_recording_first_hit(first_hit.clone()).await;
     let mut qp_env = queue_proxy::config::test_env(app.port());
     for k in [
         "QUEUE_SERVING_PORT",
