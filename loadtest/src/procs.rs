@@ -79,6 +79,32 @@ pub fn free_port() -> io::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
+/// The env of an activator binary serving `http_port` with revisions from the
+/// static `source` file; its stats go to a port nothing listens on, as in a
+/// benchmark.
+pub fn activator_env(
+    pod_name: &str,
+    http_port: u16,
+    source: &Path,
+) -> io::Result<HashMap<String, String>> {
+    Ok([
+        ("POD_NAME", pod_name.to_owned()),
+        ("POD_IP", "127.0.0.1".to_owned()),
+        ("SYSTEM_NAMESPACE", "knative-serving".to_owned()),
+        ("ACTIVATOR_HTTP_PORT", http_port.to_string()),
+        ("ACTIVATOR_H2C_PORT", free_port()?.to_string()),
+        ("ACTIVATOR_STATIC_SOURCE", source.display().to_string()),
+        ("ACTIVATOR_DRAIN_TIMEOUT_MS", "0".to_owned()),
+        (
+            "ACTIVATOR_AUTOSCALER_URL",
+            format!("ws://127.0.0.1:{}", free_port()?),
+        ),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect())
+}
+
 /// utime + stime of a process, all threads, in seconds.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;

@@ -200,23 +200,7 @@ fn run_in(opts: &RunOptions, dir: &Path) -> io::Result<PathBuf> {
     let source = dir.join("revisions.json");
     std::fs::write(&source, revisions.to_string())?;
     let act_port = procs::free_port()?;
-    let act_env: std::collections::HashMap<String, String> = [
-        ("POD_NAME", "activator-loadtest".to_owned()),
-        ("POD_IP", "127.0.0.1".to_owned()),
-        ("SYSTEM_NAMESPACE", "knative-serving".to_owned()),
-        ("ACTIVATOR_HTTP_PORT", act_port.to_string()),
-        ("ACTIVATOR_H2C_PORT", procs::free_port()?.to_string()),
-        ("ACTIVATOR_STATIC_SOURCE", source.display().to_string()),
-        ("ACTIVATOR_DRAIN_TIMEOUT_MS", "0".to_owned()),
-        // Nothing listens there: the stats go nowhere, as in a benchmark.
-        (
-            "ACTIVATOR_AUTOSCALER_URL",
-            format!("ws://127.0.0.1:{}", procs::free_port()?),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let act_env = procs::activator_env("activator-loadtest", act_port, &source)?;
     s.children.push(Child::spawn(
         "activator",
         &opts.activator_bin,

@@ -93,22 +93,7 @@ fn run_in(opts: &SoakOptions, dir: &Path) -> io::Result<(PathBuf, bool)> {
         .to_string(),
     )?;
     let act_port = procs::free_port()?;
-    let act_env = [
-        ("POD_NAME", "activator-soak".to_owned()),
-        ("POD_IP", "127.0.0.1".to_owned()),
-        ("SYSTEM_NAMESPACE", "knative-serving".to_owned()),
-        ("ACTIVATOR_HTTP_PORT", act_port.to_string()),
-        ("ACTIVATOR_H2C_PORT", procs::free_port()?.to_string()),
-        ("ACTIVATOR_STATIC_SOURCE", source.display().to_string()),
-        ("ACTIVATOR_DRAIN_TIMEOUT_MS", "0".to_owned()),
-        (
-            "ACTIVATOR_AUTOSCALER_URL",
-            format!("ws://127.0.0.1:{}", procs::free_port()?),
-        ),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v))
-    .collect();
+    let act_env = procs::activator_env("activator-soak", act_port, &source)?;
     let mut act = Child::spawn("activator", &opts.activator_bin, &[], Some(&act_env), dir)?;
     let headers = vec![
         ("knative-serving-namespace".to_owned(), "default".to_owned()),
