@@ -22,9 +22,11 @@ use queue_proxy::timeout::RequestTimeouts;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::SystemTime;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::early_hold::{Admitted, EarlyAdmission};
 use crate::forward::Forwarder;
 use crate::held::{self, HeldLimit};
 use crate::metrics::{ActivatorMetrics, ServerTimer};
@@ -64,19 +66,32 @@ impl ActivatorHandler {
         mut req: Request<Incoming>,
         peer: SocketAddr,
     ) -> Response<ProxyBody> {
+        let early = EarlyAdmission::take(req.extensions_mut());
         if let Some(answer) = probe::answer(&self.health, req.headers_mut()) {
             return answer;
         }
-        let server_span = self
-            .tracing
+        let (started, started_at) = early.as_ref().map_or_else(
+            || (Instant::now(), SystemTime::now()),
+            |e| (e.started, e.started_at),
+        );
+        let server_span = self.tracing.as_ref().map(|tracing| {
+            tracing.server_span_since(&mut req, peer.ip(), |_| Vec::new(), started_at)
+        });
+        let arrival = Arrival {
+            started,
+            started_at,
+            early,
+        };
+        let resp = match self
+            .metrics
             .as_ref()
-            .map(|tracing| tracing.server_span(&mut req, peer.ip(), |_| Vec::new()));
-        let resp = match self.metrics.as_ref().map(|m| m.server_started(&req)) {
+            .map(|m| m.server_started(&req, started))
+        {
             Some(mut timer) => {
-                let resp = self.activate(req, peer, Some(&mut timer)).await;
+                let resp = self.activate(req, peer, arrival, Some(&mut timer)).await;
                 timer.attach(resp)
             }
-            None => self.activate(req, peer, None).await,
+            None => self.activate(req, peer, arrival, None).await,
         };
         match server_span {
             Some(span) => span.attach(resp),
@@ -90,6 +105,7 @@ impl ActivatorHandler {
         self: Arc<Self>,
         req: Request<Incoming>,
         peer: SocketAddr,
+        arrival: Arrival,
         timer: Option<&mut ServerTimer>,
     ) -> Response<ProxyBody> {
         let revision = match self.lookup(&req) {
@@ -110,15 +126,15 @@ impl ActivatorHandler {
             spans::label_server_span(cx, &revision);
         }
         let Some(logger) = self.request_log.as_ref().filter(|l| l.should_log(false)) else {
-            return self.activate_revision(req, peer, revision).await;
+            return self.activate_revision(req, peer, revision, arrival).await;
         };
         let (parts, body) = req.into_parts();
         let content_length = content_length_from_hint(&http_body::Body::size_hint(&body));
         let info = RequestInfo::from_parts(&parts, Some(peer), content_length);
-        let mut log = LogGuard::new(logger.clone(), info, false, Instant::now())
+        let mut log = LogGuard::new(logger.clone(), info, false, arrival.started)
             .for_revision(Arc::new(request_log_revision(&revision)));
         let req = Request::from_parts(parts, body);
-        let resp = self.activate_revision(req, peer, revision).await;
+        let resp = self.activate_revision(req, peer, revision, arrival).await;
         log.responded(resp.status().as_u16());
         resp.map(|body| body.with_log(log))
     }
@@ -129,35 +145,44 @@ impl ActivatorHandler {
         mut req: Request<Incoming>,
         peer: SocketAddr,
         revision: Revision,
+        arrival: Arrival,
     ) -> Response<ProxyBody> {
         let key = revision.key.clone();
         // Upstream creates the revision's throttler on first use; the source
         // sync may not have reached it yet for a revision just created.
         self.throttler.upsert_revision(&revision);
-        // Counted from here to the end of the response, queue time included.
-        let reported = self.reporter.track(&key);
-        let timeouts = RequestTimeouts {
-            total: revision.timeout,
-            response_start: revision.response_start_timeout,
-            idle: revision.idle_timeout.filter(|d| !d.is_zero()),
-            message: TIMEOUT_MESSAGE,
+        let Arrival {
+            started,
+            started_at,
+            early,
+        } = arrival;
+        let (reported, queued, early_lease) = match early {
+            Some(early) => (Some(early.reported), early.queued, early.lease),
+            None => (None, None, None),
         };
-        let started = Instant::now();
+        // Counted from arrival to the end of the response, queue time included.
+        let reported = reported.unwrap_or_else(|| self.reporter.track(&key));
+        let timeouts = request_timeouts(&revision);
         let tunnel_deadline = timeouts.head_deadline(started);
         timeouts
             .run(started, async move {
-                let queued = self.metrics.as_ref().map(|m| m.queued(&key));
+                let queued = queued.or_else(|| self.metrics.as_ref().map(|m| m.queued(&key)));
                 let trying = self
                     .tracing
                     .as_deref()
-                    .and_then(|t| spans::throttler_try(t, &req));
-                let Some(_held) = self.held.enter(&key) else {
-                    return go_http_error(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        &format!("too many requests held for revision {key}"),
-                    );
+                    .and_then(|t| spans::throttler_try(t, &req, started_at));
+                let lease = match early_lease {
+                    Some(lease) => Ok(lease),
+                    None => {
+                        let Some(_held) = self.held.enter(&key) else {
+                            return go_http_error(
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                &format!("too many requests held for revision {key}"),
+                            );
+                        };
+                        self.wait_for_capacity(&key, &mut req).await
+                    }
                 };
-                let lease = self.wait_for_capacity(&key, &mut req).await;
                 if let (Some(span), Err(err)) = (&trying, &lease) {
                     span.failed(err.to_string());
                 }
@@ -175,7 +200,6 @@ impl ActivatorHandler {
                         return resp;
                     }
                 };
-                drop(_held);
                 let active = queued.map(|q| q.into_active());
                 let dest = lease.dest().to_owned();
                 let passthrough_host = self
@@ -245,6 +269,23 @@ impl ActivatorHandler {
             .get(&key)
             .map(|s| s.revision.clone());
         found.ok_or(key)
+    }
+}
+
+/// When a request arrived, and what the early hold decided for it.
+struct Arrival {
+    started: Instant,
+    started_at: SystemTime,
+    early: Option<Admitted>,
+}
+
+/// The revision's timeouts, which count from the request's arrival.
+pub(crate) fn request_timeouts(revision: &Revision) -> RequestTimeouts {
+    RequestTimeouts {
+        total: revision.timeout,
+        response_start: revision.response_start_timeout,
+        idle: revision.idle_timeout.filter(|d| !d.is_zero()),
+        message: TIMEOUT_MESSAGE,
     }
 }
 

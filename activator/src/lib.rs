@@ -4,6 +4,7 @@
 
 pub mod backends;
 pub mod config;
+pub mod early_hold;
 pub mod forward;
 pub mod handler;
 pub mod held;

@@ -219,11 +219,12 @@ impl ActivatorMetrics {
         }
     }
 
-    /// Starts timing a request that passed the probe answers.
-    pub fn server_started<B>(self: &Arc<Self>, req: &Request<B>) -> ServerTimer {
+    /// Starts timing a request that passed the probe answers and arrived at
+    /// `started`.
+    pub fn server_started<B>(self: &Arc<Self>, req: &Request<B>, started: Instant) -> ServerTimer {
         ServerTimer {
             metrics: self.clone(),
-            started: Instant::now(),
+            started,
             labels: ServerLabels {
                 http_request_method: method_label(req.method()),
                 http_response_status_code: 0,

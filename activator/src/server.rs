@@ -16,7 +16,7 @@
 use queue_proxy::request_log::{RequestLogger, RevisionInfo};
 use queue_proxy::request_metrics::MetricsEndpoint;
 use queue_proxy::server::{
-    Protocols, READ_HEADER_TIMEOUT, ServeError, Shutdown, bind_dual_stack, serve,
+    Protocols, READ_HEADER_TIMEOUT, ServeError, Shutdown, bind_dual_stack, serve, serve_with,
 };
 use queue_proxy::telemetry::{self, ResourceInfo, TelemetryError, TracingPlan};
 use std::collections::BTreeMap;
@@ -28,6 +28,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::backends::{BackendsManager, BackendsOptions, ProbeOptions};
 use crate::config::{Config, MetricsProtocol};
+use crate::early_hold::EarlyHold;
 use crate::forward::Forwarder;
 use crate::handler::ActivatorHandler;
 use crate::held::HeldLimit;
@@ -196,22 +197,16 @@ impl ActivatorServer {
             ))),
             _ => None,
         };
-        let servers = [
-            tokio::spawn(serve(
-                http,
+        let servers = [(http, stop.clone()), (h2c, stop)].map(|(listener, stop)| {
+            tokio::spawn(serve_with(
+                listener,
+                EarlyHold::new(handler.clone(), READ_HEADER_TIMEOUT),
                 handler.clone(),
                 Protocols::Http1AndH2c,
                 READ_HEADER_TIMEOUT,
-                stop.clone(),
-            )),
-            tokio::spawn(serve(
-                h2c,
-                handler,
-                Protocols::Http1AndH2c,
-                READ_HEADER_TIMEOUT,
                 stop,
-            )),
-        ];
+            ))
+        });
 
         shutdown.await;
         health.shutting_down();

@@ -14,6 +14,7 @@ use opentelemetry::{Context, KeyValue};
 use queue_proxy::body::ProxyBody;
 use queue_proxy::telemetry::{SpanGuard, Tracing, request_context};
 use std::net::SocketAddr;
+use std::time::SystemTime;
 
 use crate::revision::Revision;
 
@@ -31,12 +32,17 @@ pub fn label_server_span(cx: &Context, revision: &Revision) {
     ]);
 }
 
-/// Starts `throttler_try` for a sampled request.
-pub fn throttler_try<B>(tracing: &Tracing, req: &Request<B>) -> Option<SpanGuard> {
+/// Starts `throttler_try` for a sampled request, at `start` (when the request
+/// arrived: the early hold may have waited for capacity already).
+pub fn throttler_try<B>(
+    tracing: &Tracing,
+    req: &Request<B>,
+    start: SystemTime,
+) -> Option<SpanGuard> {
     let cx = request_context(req)?;
     cx.span()
         .is_recording()
-        .then(|| tracing.internal_span(cx, "throttler_try"))
+        .then(|| tracing.internal_span_since(cx, "throttler_try", start))
 }
 
 /// `activator_proxy` and the client span of one sampled request.

@@ -717,3 +717,227 @@ async fn a_transport_error_is_a_502_with_the_errors_text() {
     assert!(body.ends_with('\n') && body.len() > 1, "{body:?}");
     h.stop().await;
 }
+
+// === the early hold (beyond upstream: activator/src/early_hold.rs) ===
+//
+// A connection's first request is held before hyper takes the connection; a
+// kept-alive request is held by the handler. Both must behave the same.
+
+const QUEUED: &str = "kn_revision_request_queued{k8s_namespace_name=\"real-namespace\",kn_revision_name=\"real-name\"}";
+
+const HELD_HEAD: &[u8] = b"GET / HTTP/1.1\r\nHost: example.com\r\n\
+Knative-Serving-Namespace: real-namespace\r\nKnative-Serving-Revision: real-name\r\n\r\n";
+
+const WITH_METRICS: [(&str, &str); 2] = [
+    ("ACTIVATOR_METRICS_PROTOCOL", "prometheus"),
+    ("ACTIVATOR_METRICS_PORT", "0"),
+];
+
+/// A pod that answers the activator's probe with `queue` and every other
+/// request (HTTP/1 or h2c) with its method, version and body.
+async fn echo_pod() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service = service_fn(|req: Request<Incoming>| async move {
+                    let probe = req.headers().get("user-agent").map(|v| v.as_bytes())
+                        == Some(b"Knative-Activator-Probe".as_slice());
+                    if probe {
+                        return Ok::<_, Infallible>(Response::new(Full::new(Bytes::from("queue"))));
+                    }
+                    let (parts, body) = req.into_parts();
+                    let body = http_body_util::BodyExt::collect(body)
+                        .await
+                        .map(|b| b.to_bytes())
+                        .unwrap_or_default();
+                    let text = format!(
+                        "{} {:?} {}",
+                        parts.method,
+                        parts.version,
+                        String::from_utf8_lossy(&body)
+                    );
+                    Ok(Response::new(Full::new(Bytes::from(text))))
+                });
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn add_ready_pod(h: &Harness, pod: SocketAddr) {
+    h.source.modify(|revisions| {
+        revisions
+            .get_mut(&RevisionKey::new("real-namespace", "real-name"))
+            .unwrap()
+            .ready = vec![pod.to_string()];
+    });
+}
+
+/// Scrapes the metrics port until its text contains `needle`.
+async fn wait_for_metric(metrics: SocketAddr, needle: &str) {
+    within(5, async {
+        while !get(metrics, "/metrics", &[]).await.1.contains(needle) {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+}
+
+/// One HTTP/1.1 response with a Content-Length, read off `stream`.
+async fn read_response(stream: &mut tokio::net::TcpStream) -> (u16, String) {
+    use tokio::io::AsyncReadExt;
+    let mut bytes = Vec::new();
+    let head_end = loop {
+        if let Some(i) = bytes.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let mut chunk = [0u8; 1024];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed mid-response");
+        bytes.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&bytes[..head_end]).into_owned();
+    let status = head[9..12].parse().unwrap();
+    let length: usize = head
+        .lines()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse().unwrap())
+        })
+        .unwrap_or_else(|| panic!("no content-length in {head}"));
+    while bytes.len() < head_end + length {
+        let mut chunk = [0u8; 1024];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed mid-body");
+        bytes.extend_from_slice(&chunk[..n]);
+    }
+    let body = String::from_utf8_lossy(&bytes[head_end..head_end + length]).into_owned();
+    (status, body)
+}
+
+/// Once `client`'s request is held, a ready pod appears: the response.
+async fn release_one(h: &Harness, client: &mut tokio::net::TcpStream) -> (u16, String) {
+    wait_for_metric(h.metrics.unwrap(), &format!("{QUEUED} 1\n")).await;
+    add_ready_pod(h, echo_pod().await);
+    within(10, read_response(client)).await
+}
+
+// A client that goes away while its request is held frees the request's
+// place (the held cap, the queued gauge) at once, whichever way it was held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_client_that_leaves_frees_its_place_early_or_late() {
+    use tokio::io::AsyncWriteExt;
+    let mut extra = WITH_METRICS.to_vec();
+    extra.push(("ACTIVATOR_MAX_HELD_PER_REVISION", "1"));
+    let h = Harness::start(vec![revision("real-name", 1, 300)], &extra).await;
+    let metrics = h.metrics.unwrap();
+    let [a, b] = for_revision("real-name");
+    for kept_alive in [false, true] {
+        let mut client = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+        if kept_alive {
+            // A first request answered on the connection: the next one is hyper's.
+            client
+                .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nK-Network-Probe: activator\r\n\r\n")
+                .await
+                .unwrap();
+            assert_eq!(
+                within(5, read_response(&mut client)).await,
+                (200, "activator".to_owned())
+            );
+        }
+        client.write_all(HELD_HEAD).await.unwrap();
+        wait_for_metric(metrics, &format!("{QUEUED} 1\n")).await;
+        let refused = get(h.addr, "/", &[(a.0, &a.1), (b.0, &b.1)]).await;
+        assert_eq!(refused.0, 503, "kept alive: {kept_alive}");
+        drop(client);
+        wait_for_metric(metrics, &format!("{QUEUED} 0\n")).await;
+    }
+    // The place is free: a request is held again, and served once a pod is up.
+    let addr = h.addr;
+    let held = tokio::spawn(async move {
+        let [a, b] = for_revision("real-name");
+        get(addr, "/", &[(a.0, &a.1), (b.0, &b.1)]).await
+    });
+    wait_for_metric(metrics, &format!("{QUEUED} 1\n")).await;
+    add_ready_pod(&h, echo_pod().await);
+    assert_eq!(
+        within(10, held).await.unwrap(),
+        (200, "GET HTTP/1.1 ".to_owned())
+    );
+    h.stop().await;
+}
+
+// The early hold reads the head, and whatever body came with it, off the
+// socket: both reach the pod intact, and the connection stays usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_early_held_post_keeps_its_body_and_its_connection() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start(vec![revision("real-name", 10, 300)], &WITH_METRICS).await;
+    let mut client = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let post = b"POST /echo HTTP/1.1\r\nHost: example.com\r\n\
+Knative-Serving-Namespace: real-namespace\r\nKnative-Serving-Revision: real-name\r\n\
+Content-Length: 11\r\n\r\nhello world";
+    client.write_all(post).await.unwrap();
+    assert_eq!(
+        release_one(&h, &mut client).await,
+        (200, "POST HTTP/1.1 hello world".to_owned())
+    );
+    client.write_all(HELD_HEAD).await.unwrap();
+    assert_eq!(
+        within(10, read_response(&mut client)).await,
+        (200, "GET HTTP/1.1 ".to_owned())
+    );
+    h.stop().await;
+}
+
+// A head that arrives in pieces is left to hyper, and held by the handler.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_sent_in_pieces_is_held_and_released() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start(vec![revision("real-name", 10, 300)], &WITH_METRICS).await;
+    let mut client = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let (first, rest) = HELD_HEAD.split_at(30);
+    client.write_all(first).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    client.write_all(rest).await.unwrap();
+    assert_eq!(
+        release_one(&h, &mut client).await,
+        (200, "GET HTTP/1.1 ".to_owned())
+    );
+    h.stop().await;
+}
+
+// HTTP/2 with prior knowledge is not the early hold's: the handler holds it,
+// and it goes to the pod as h2c.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_h2c_request_is_held_and_released_as_h2c() {
+    let h = Harness::start(vec![revision("real-name", 10, 300)], &WITH_METRICS).await;
+    let stream = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    let (mut tx, conn) =
+        hyper::client::conn::http2::handshake(TokioExecutor::new(), TokioIo::new(stream))
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let req = Request::get("http://example.com/")
+        .header("knative-serving-namespace", "real-namespace")
+        .header("knative-serving-revision", "real-name")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let held = tokio::spawn(tx.send_request(req));
+    wait_for_metric(h.metrics.unwrap(), &format!("{QUEUED} 1\n")).await;
+    add_ready_pod(&h, echo_pod().await);
+    let resp = within(10, held).await.unwrap().unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = http_body_util::BodyExt::collect(resp.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    assert_eq!(body, "GET HTTP/2.0 ");
+    h.stop().await;
+}

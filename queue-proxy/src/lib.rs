@@ -26,7 +26,9 @@
 //!   [`readiness`] (probing the app) and [`drain`] (the quiet period, and the
 //!   in-flight tracking shutdown waits on); [`timeout`] enforces the revision's
 //!   total, response-start and idle timeouts.
-//! - [`h2c`]: the HTTP/1.1 `Upgrade: h2c` path to HTTP/2 on the main port.
+//! - [`h2c`]: the HTTP/1.1 `Upgrade: h2c` path to HTTP/2 on the main port;
+//!   [`prefixed`] replays bytes already read from a connection (also used by
+//!   the activator's early hold).
 //! - [`autoscaler_metrics`] (`:9090`), [`request_metrics`] (`:9091`, when
 //!   Prometheus is configured) and [`admin`] (`:8022`): the side ports.
 //! - [`telemetry`]: OpenTelemetry tracing (W3C propagation, OTLP or stdout
@@ -52,6 +54,7 @@ pub mod handler;
 pub mod headers;
 pub mod logging;
 pub mod observability;
+pub mod prefixed;
 pub mod probes;
 pub mod proxy;
 pub mod proxy_spans;

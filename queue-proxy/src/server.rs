@@ -11,13 +11,13 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, Version};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use socket2::{Domain, Protocol, Socket, Type};
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -94,7 +94,26 @@ pub trait Accept: Send + Sync + 'static {
     fn accept(
         &self,
         stream: TcpStream,
-    ) -> impl Future<Output = io::Result<Self::Io>> + Send + 'static;
+    ) -> impl Future<Output = io::Result<Accepted<Self::Io>>> + Send + 'static;
+}
+
+/// A connection ready for HTTP, as an [`Accept`] step hands it over.
+pub struct Accepted<Io> {
+    pub io: Io,
+    /// Put into the extensions of the connection's first request: what a step
+    /// that already looked at that request (the activator's early hold) tells
+    /// the handler.
+    pub first_request: Option<http::Extensions>,
+}
+
+impl<Io> Accepted<Io> {
+    /// A connection with nothing known about its requests yet.
+    pub fn new(io: Io) -> Self {
+        Accepted {
+            io,
+            first_request: None,
+        }
+    }
 }
 
 /// Plain TCP: the connection as accepted.
@@ -107,8 +126,8 @@ impl Accept for PlainTcp {
     fn accept(
         &self,
         stream: TcpStream,
-    ) -> impl Future<Output = io::Result<TcpStream>> + Send + 'static {
-        std::future::ready(Ok(stream))
+    ) -> impl Future<Output = io::Result<Accepted<TcpStream>>> + Send + 'static {
+        std::future::ready(Ok(Accepted::new(stream)))
     }
 }
 
@@ -252,9 +271,39 @@ fn serve_connection<A: Accept, H: Handler>(
 ) {
     let _ = stream.set_nodelay(true);
     let handler = handler.clone();
+    let settings = settings.clone();
+    let accepting = acceptor.accept(stream);
+    let watcher = graceful.watcher();
+    tokio::spawn(async move {
+        let accepted = match accepting.await {
+            Ok(accepted) => accepted,
+            Err(err) => {
+                tracing::debug!(error = %err, %peer, "connection setup failed");
+                return;
+            }
+        };
+        // Boxed: while the accept step waits (the activator holds requests
+        // there), the task is the size of that step, not of an HTTP connection.
+        Box::pin(serve_http(accepted, peer, settings, handler, watcher)).await;
+    });
+}
+
+async fn serve_http<Io, H: Handler>(
+    accepted: Accepted<Io>,
+    peer: SocketAddr,
+    settings: Arc<ConnectionSettings>,
+    handler: Arc<H>,
+    watcher: Watcher,
+) where
+    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let h2c_upgrades = settings.h2c_upgrades;
-    let service = service_fn(move |req: Request<Incoming>| {
+    let first_request = Mutex::new(accepted.first_request);
+    let service = service_fn(move |mut req: Request<Incoming>| {
         let handler = handler.clone();
+        if let Some(extensions) = first_request.lock().ok().and_then(|mut e| e.take()) {
+            req.extensions_mut().extend(extensions);
+        }
         async move {
             // RFC 7540 §3.2: an HTTP/1.1 request may ask to continue as h2c.
             let resp = if head_too_large(&req) {
@@ -270,24 +319,12 @@ fn serve_connection<A: Accept, H: Handler>(
             Ok::<_, Infallible>(resp)
         }
     });
-    let settings = settings.clone();
-    let accepting = acceptor.accept(stream);
-    let watcher = graceful.watcher();
-    tokio::spawn(async move {
-        let io = match accepting.await {
-            Ok(io) => io,
-            Err(err) => {
-                tracing::debug!(error = %err, %peer, "connection setup failed");
-                return;
-            }
-        };
-        let io = HeadDeadline::new(io, settings.header_read_timeout);
-        let conn = settings
-            .builder
-            .serve_connection_with_upgrades(TokioIo::new(io), service)
-            .into_owned();
-        if let Err(err) = watcher.watch(conn).await {
-            tracing::debug!(error = %err, %peer, "connection ended with an error");
-        }
-    });
+    let io = HeadDeadline::new(accepted.io, settings.header_read_timeout);
+    let conn = settings
+        .builder
+        .serve_connection_with_upgrades(TokioIo::new(io), service)
+        .into_owned();
+    if let Err(err) = watcher.watch(conn).await {
+        tracing::debug!(error = %err, %peer, "connection ended with an error");
+    }
 }

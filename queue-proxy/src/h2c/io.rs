@@ -10,11 +10,13 @@
 //! from the server's connection-level WINDOW_UPDATE increments makes both sides
 //! agree again.
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::prefixed::Prefixed;
 
 use super::frames::{FRAME_HEADER_LEN, FrameHead, WINDOW_UPDATE};
 
@@ -133,8 +135,7 @@ impl WindowDebt {
 /// The upgraded connection with `prefix` to read first and the server's writes
 /// run through a [`WindowDebt`].
 pub(super) struct UpgradedIo<T> {
-    io: T,
-    prefix: Bytes,
+    io: Prefixed<T>,
     debt: WindowDebt,
     /// Rewritten octets accepted from the server, not yet written to `io`.
     out: Vec<u8>,
@@ -144,8 +145,7 @@ pub(super) struct UpgradedIo<T> {
 impl<T: AsyncWrite + Unpin> UpgradedIo<T> {
     pub(super) fn new(io: T, prefix: Bytes, debt: u32) -> Self {
         UpgradedIo {
-            io,
-            prefix,
+            io: Prefixed::new(prefix, io),
             debt: WindowDebt::new(debt),
             out: Vec::new(),
             written: 0,
@@ -173,14 +173,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for UpgradedIo<T> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.prefix.has_remaining() {
-            let n = this.prefix.len().min(buf.remaining());
-            buf.put_slice(&this.prefix[..n]);
-            this.prefix.advance(n);
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.io).poll_read(cx, buf)
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
     }
 }
 

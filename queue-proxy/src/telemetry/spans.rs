@@ -26,6 +26,7 @@ use opentelemetry_sdk::trace::{
 };
 use std::borrow::Cow;
 use std::net::IpAddr;
+use std::time::SystemTime;
 use tokio::runtime::Handle;
 
 use super::otlp::{Endpoint, EndpointError, Protocol, Signal};
@@ -152,9 +153,22 @@ impl Tracing {
         peer: IpAddr,
         extra: impl FnOnce(&Request<B>) -> Vec<KeyValue>,
     ) -> SpanGuard {
+        self.server_span_since(req, peer, extra, SystemTime::now())
+    }
+
+    /// [`Tracing::server_span`] for a request that arrived at `start` (the
+    /// activator may hold one before handing it to its handler).
+    pub fn server_span_since<B>(
+        &self,
+        req: &mut Request<B>,
+        peer: IpAddr,
+        extra: impl FnOnce(&Request<B>) -> Vec<KeyValue>,
+        start: SystemTime,
+    ) -> SpanGuard {
         let parent = self.propagator.extract(req.headers());
         let builder = SpanBuilder::from_name(semconv::server_span_name(req.method()))
-            .with_kind(SpanKind::Server);
+            .with_kind(SpanKind::Server)
+            .with_start_time(start);
         let span = self.http.build_with_context(builder, &parent);
         let guard = SpanGuard {
             cx: parent.with_span(span),
@@ -172,7 +186,19 @@ impl Tracing {
 
     /// Starts an internal span of the component's scope under `parent`.
     pub fn internal_span(&self, parent: &Context, name: &'static str) -> SpanGuard {
-        let builder = SpanBuilder::from_name(name).with_kind(SpanKind::Internal);
+        self.internal_span_since(parent, name, SystemTime::now())
+    }
+
+    /// [`Tracing::internal_span`], started at `start`.
+    pub fn internal_span_since(
+        &self,
+        parent: &Context,
+        name: &'static str,
+        start: SystemTime,
+    ) -> SpanGuard {
+        let builder = SpanBuilder::from_name(name)
+            .with_kind(SpanKind::Internal)
+            .with_start_time(start);
         let span = self.component.build_with_context(builder, parent);
         SpanGuard {
             cx: parent.with_span(span),

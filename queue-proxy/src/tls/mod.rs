@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use tokio_rustls::server::TlsStream;
 
 use crate::config::{Config, ConfigError, goparse};
-use crate::server::Accept;
+use crate::server::{Accept, Accepted};
 use certs::{CertError, CertPaths, CertWatcher, StatError};
 use config::{PolicyError, TlsPolicy};
 
@@ -121,13 +121,14 @@ impl Accept for TlsAcceptor {
     fn accept(
         &self,
         stream: TcpStream,
-    ) -> impl std::future::Future<Output = io::Result<Self::Io>> + Send + 'static {
+    ) -> impl std::future::Future<Output = io::Result<Accepted<Self::Io>>> + Send + 'static {
         let handshake = self.inner.accept(stream);
         let limit = self.handshake_timeout;
         async move {
             tokio::time::timeout(limit, handshake)
                 .await
                 .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "TLS handshake timed out"))?
+                .map(Accepted::new)
         }
     }
 }

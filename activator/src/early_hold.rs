@@ -1,0 +1,280 @@
+//! The early hold (beyond upstream): a new connection's first request waits
+//! for capacity before hyper takes the connection.
+//!
+//! Why: hyper keeps about 20 KB for an HTTP/1 connection with a request in
+//! flight (8 KiB read and write buffers, the dispatcher's boxed service
+//! future, the task), so 10,000 held requests cost 200 MiB, and upstream's
+//! activator is OOM-killed under that kind of backpressure (knative#13583).
+//! Held here, a request costs its socket, its head's bytes and one small task.
+//!
+//! How: [`EarlyHold`] is the activator's [`Accept`] step on its plain ports.
+//! It reads what the client sent first (one read of at most [`FIRST_READ`]
+//! bytes). When that is a complete HTTP/1 request head for a known revision
+//! that is not a probe or an upgrade, it takes the handler's first steps right
+//! here: the request is reported to the autoscaler at once, and asks the
+//! throttler for capacity. If the answer has to wait, only the head's bytes
+//! are kept while it does. Then hyper gets the connection with those bytes
+//! replayed ([`Prefixed`]), and the handler gets, with the request, what was
+//! decided ([`EarlyAdmission`]): when the request arrived (timeouts, metrics,
+//! spans and the request log count from there) and its lease.
+//!
+//! Everything else goes to hyper untouched, as before: the HTTP/2 preface,
+//! heads split over reads or longer than [`FIRST_READ`], probes, upgrades,
+//! unknown revisions. A request the throttler refuses, one over the held cap
+//! and one whose deadline passes while it waits go to hyper without a lease:
+//! the handler then answers as it always does (503 or 504). A client that
+//! closes its connection while held frees its place at once. Keep-alive
+//! requests after the first are held by the handler, at hyper's price.
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue, header};
+use parking_lot::Mutex;
+use queue_proxy::headers::is_probe;
+use queue_proxy::prefixed::Prefixed;
+use queue_proxy::server::{Accept, Accepted};
+use queue_proxy::timeout::RequestTimeouts;
+use std::future::Future;
+use std::io;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, SystemTime};
+use tokio::io::{AsyncReadExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+
+use crate::handler::{ActivatorHandler, request_timeouts};
+use crate::metrics::Queued;
+use crate::reporter::InFlight;
+use crate::resolve::revision_key;
+use crate::revision::RevisionKey;
+use crate::throttler::Lease;
+
+/// The most the early hold reads before deciding; longer heads go to hyper.
+pub const FIRST_READ: usize = 4096;
+/// Heads with more header fields go to hyper.
+const MAX_HEADERS: usize = 64;
+
+/// The activator's [`Accept`] step for its plain ports.
+pub struct EarlyHold {
+    handler: Arc<ActivatorHandler>,
+    header_read_timeout: Duration,
+}
+
+impl EarlyHold {
+    /// Holds early for `handler`; a connection that sends nothing within
+    /// `header_read_timeout` (zero: no limit) is closed, as hyper would.
+    pub fn new(handler: Arc<ActivatorHandler>, header_read_timeout: Duration) -> Self {
+        EarlyHold {
+            handler,
+            header_read_timeout,
+        }
+    }
+}
+
+impl Accept for EarlyHold {
+    type Io = Prefixed<TcpStream>;
+
+    fn accept(
+        &self,
+        stream: TcpStream,
+    ) -> impl Future<Output = io::Result<Accepted<Self::Io>>> + Send + 'static {
+        accept(self.handler.clone(), self.header_read_timeout, stream)
+    }
+}
+
+async fn accept(
+    handler: Arc<ActivatorHandler>,
+    header_read_timeout: Duration,
+    mut stream: TcpStream,
+) -> io::Result<Accepted<Prefixed<TcpStream>>> {
+    let mut first = BytesMut::with_capacity(FIRST_READ);
+    let read = stream.read_buf(&mut first);
+    let read = if header_read_timeout.is_zero() {
+        read.await
+    } else {
+        tokio::time::timeout(header_read_timeout, read)
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request head in time"))?
+    };
+    if read? == 0 {
+        return Err(io::ErrorKind::UnexpectedEof.into());
+    }
+    let Some((key, timeouts)) = holdable_revision(&handler, &first) else {
+        return Ok(Accepted::new(Prefixed::new(first.freeze(), stream)));
+    };
+    // Only the bytes read, not the buffer they were read into, wait.
+    let head = Bytes::copy_from_slice(&first);
+    drop(first);
+    let admitted = hold(&handler, key, timeouts, &stream).await?;
+    Ok(Accepted {
+        io: Prefixed::new(head, stream),
+        first_request: Some(EarlyAdmission::extensions(admitted)),
+    })
+}
+
+/// The revision `head` is for and its timeouts, when `head` is a complete
+/// request head the early hold may act on.
+fn holdable_revision(
+    handler: &ActivatorHandler,
+    head: &[u8],
+) -> Option<(RevisionKey, RequestTimeouts)> {
+    let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut fields);
+    if !parsed.parse(head).ok()?.is_complete() {
+        return None;
+    }
+    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    for field in parsed.headers.iter() {
+        headers.append(
+            HeaderName::from_bytes(field.name.as_bytes()).ok()?,
+            HeaderValue::from_bytes(field.value).ok()?,
+        );
+    }
+    if is_probe(&headers) || headers.contains_key(header::UPGRADE) {
+        return None;
+    }
+    let host = headers.get(header::HOST)?.to_str().ok()?;
+    let key = revision_key(&headers, Some(host), &handler.cluster_domain);
+    let revision = handler
+        .revisions
+        .borrow()
+        .get(&key)
+        .map(|s| s.revision.clone())?;
+    // As the handler does: a revision just created may not be synced yet.
+    handler.throttler.upsert_revision(&revision);
+    Some((revision.key.clone(), request_timeouts(&revision)))
+}
+
+/// Reports the request and asks the throttler; a request that has to wait
+/// does so here until it gets a lease, is refused, reaches its deadline (all
+/// three go on to hyper) or its client goes away (the connection is dropped).
+async fn hold(
+    handler: &ActivatorHandler,
+    key: RevisionKey,
+    timeouts: RequestTimeouts,
+    stream: &TcpStream,
+) -> io::Result<Admitted> {
+    let started = Instant::now();
+    let deadline = timeouts.head_deadline(started);
+    let mut admitted = Admitted {
+        started,
+        started_at: SystemTime::now(),
+        reported: handler.reporter.track(&key),
+        queued: None,
+        lease: None,
+    };
+    let key = &key;
+    let acquire = handler.throttler.acquire(key);
+    let mut acquire = std::pin::pin!(acquire);
+    let first = std::future::poll_fn(|cx| Poll::Ready(acquire.as_mut().poll(cx))).await;
+    let answer = match first {
+        Poll::Ready(answer) => answer,
+        Poll::Pending => {
+            let Some(_held) = handler.held.enter(key) else {
+                return Ok(admitted);
+            };
+            admitted.queued = handler.metrics.as_ref().map(|m| m.queued(key));
+            tokio::select! {
+                biased;
+                answer = acquire => answer,
+                () = tokio::time::sleep_until(deadline) => return Ok(admitted),
+                () = client_gone(stream) => {
+                    return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "client left while held"));
+                }
+            }
+        }
+    };
+    admitted.lease = answer.ok();
+    Ok(admitted)
+}
+
+/// Completes when the client closes or resets its side. Bytes after the head
+/// (a body still coming) leave that unknowable without reading them, and the
+/// early hold never reads a body: then this never completes.
+async fn client_gone(stream: &TcpStream) {
+    // poll_peek keeps no state of its own, unlike `peek`'s 264-byte future.
+    let peeked = std::future::poll_fn(|cx| {
+        let mut byte = [0u8; 1];
+        let mut buf = ReadBuf::new(&mut byte);
+        stream.poll_peek(cx, &mut buf)
+    })
+    .await;
+    match peeked {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
+/// What the early hold decided for a request.
+pub(crate) struct Admitted {
+    /// When the request arrived.
+    pub started: Instant,
+    /// The same moment on the wall clock (span start times).
+    pub started_at: SystemTime,
+    /// The request counted in the autoscaler's stats since then.
+    pub reported: InFlight,
+    /// The wait in the activator's metrics, when it had to wait.
+    pub queued: Option<Queued>,
+    /// Capacity, when the throttler granted it; else the handler asks again.
+    pub lease: Option<Lease>,
+}
+
+/// The request extension that carries [`Admitted`] to the handler.
+#[derive(Clone)]
+pub struct EarlyAdmission(Arc<Mutex<Option<Admitted>>>);
+
+impl EarlyAdmission {
+    fn extensions(admitted: Admitted) -> http::Extensions {
+        let mut extensions = http::Extensions::new();
+        extensions.insert(EarlyAdmission(Arc::new(Mutex::new(Some(admitted)))));
+        extensions
+    }
+
+    /// Takes what the early hold decided for `extensions`' request, if it did.
+    pub(crate) fn take(extensions: &mut http::Extensions) -> Option<Admitted> {
+        extensions.remove::<EarlyAdmission>()?.0.lock().take()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::forward::Forwarder;
+    use crate::held::HeldLimit;
+    use crate::probe::Health;
+    use crate::reporter::ConcurrencyReporter;
+    use crate::source::Snapshot;
+    use crate::throttler::Throttler;
+    use tokio::sync::{mpsc, watch};
+
+    fn handler() -> Arc<ActivatorHandler> {
+        let (batches, _) = mpsc::unbounded_channel();
+        Arc::new(ActivatorHandler {
+            health: Arc::new(Health::new(watch::channel(true).1)),
+            revisions: watch::channel(Snapshot::default()).1,
+            cluster_domain: "cluster.local".into(),
+            reporter: Arc::new(ConcurrencyReporter::new("pod".into(), batches)),
+            throttler: Arc::new(Throttler::new(None)),
+            forwarder: Arc::new(Forwarder::new(1)),
+            held: HeldLimit::new(None),
+            passthrough_lb: false,
+            metrics: None,
+            request_log: None,
+            tracing: None,
+        })
+    }
+
+    // The connection task's state while a request waits is this future (1,152
+    // bytes when written; a held request costs ~3.6 KiB in all, see
+    // benches/activator_held_rss.py): it must not creep up unnoticed.
+    #[tokio::test]
+    async fn a_connection_held_early_is_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let stream = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let waiting = accept(handler(), Duration::ZERO, stream);
+        let size = std::mem::size_of_val(&waiting);
+        assert!(size <= 1280, "the early hold's future is {size} bytes");
+    }
+}
