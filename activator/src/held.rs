@@ -1,10 +1,12 @@
 //! What holding a request costs, and an opt-in cap on how many are held.
 //!
 //! A held request must stay cheap (knative#13583): its body is never read
-//! while it waits, and [`detach_head`] copies its head out of the connection's
-//! read buffer so that the 8 KiB buffer hyper parsed it from is freed instead of
-//! being pinned, next to the fresh one hyper allocates for the connection, for
-//! as long as the request waits.
+//! while it waits. A connection's first request waits in
+//! [`crate::early_hold`], before hyper has the connection. A later request on a
+//! kept-alive connection waits in the handler; [`detach_head`] copies its head
+//! out of the connection's read buffer so that the 8 KiB buffer hyper parsed it
+//! from is freed instead of being pinned, next to the fresh one hyper allocates
+//! for the connection, for as long as the request waits.
 //!
 //! The cap (beyond upstream):
 //! Upstream's revision breaker admits up to 10,000 + MaxInt32 waiters, so an
