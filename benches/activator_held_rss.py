@@ -8,8 +8,13 @@ process's VmRSS before and after. Two ways in, measured in the same run:
 
 - fresh: the request is the connection's first, so the early hold keeps it
   before hyper takes the connection (activator/src/early_hold.rs);
-- kept-alive: each connection first gets an activator probe answered, then
-  sends the held request, which hyper's connection and the handler hold.
+- kept-alive, held: each connection first gets an activator probe answered, then
+  sends the held request, which hyper's connection and the handler hold;
+- h2c: N streams over N/250 HTTP/2 connections (h2load, from Debian's
+  nghttp2-client; skipped without it), held by the handler.
+
+For reference, "kept-alive, idle" is the same connections with no request
+held: what hyper keeps for an idle kept-alive connection anyway.
 
     cargo build --release -p activator
     python3 benches/activator_held_rss.py [N]      # N defaults to 10000
@@ -19,6 +24,7 @@ Needs `ulimit -n` above N + 100.
 
 import asyncio
 import json
+import shutil
 import os
 import socket
 import subprocess
@@ -91,7 +97,7 @@ def start_activator(workdir: str):
     raise RuntimeError("the activator did not start")
 
 
-async def hold(port: int, n: int, probe_first: bool):
+async def hold(port: int, n: int, probe_first: bool, send_held: bool = True):
     writers = []
     for i in range(n):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -105,7 +111,8 @@ async def hold(port: int, n: int, probe_first: bool):
                 if line.lower().startswith(b"content-length:")
             )
             await reader.readexactly(length)
-        writer.write(HELD)
+        if send_held:
+            writer.write(HELD)
         writers.append((reader, writer))
         if i % 500 == 499:
             await asyncio.sleep(0)
@@ -114,19 +121,39 @@ async def hold(port: int, n: int, probe_first: bool):
     return writers
 
 
-def measure(n: int, probe_first: bool) -> tuple[float, float]:
+def hold_h2(port: int, n: int):
+    """h2load holding n streams, 250 per connection (the server's limit)."""
+    connections = max(1, n // 250)
+    return subprocess.Popen(
+        ["h2load", "-n", str(n), "-c", str(connections), "-m", "250",
+         "-H", "host: cold.default.svc.cluster.local", f"http://127.0.0.1:{port}/"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+
+
+def measure(n: int, mode: str) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as workdir:
         proc, port = start_activator(workdir)
         try:
             time.sleep(1)
             idle = rss_kib(proc.pid)
             loop = asyncio.new_event_loop()
-            writers = loop.run_until_complete(hold(port, n, probe_first))
-            time.sleep(3)
+            if mode == "h2c":
+                client = hold_h2(port, n)
+                time.sleep(5)
+            else:
+                probe_first = mode.startswith("kept-alive")
+                send_held = mode != "kept-alive, idle"
+                writers = loop.run_until_complete(hold(port, n, probe_first, send_held))
+                time.sleep(3)
             assert proc.poll() is None, "the activator exited"
             held = rss_kib(proc.pid)
-            for _, writer in writers:
-                writer.close()
+            if mode == "h2c":
+                client.kill()
+                client.wait()
+            else:
+                for _, writer in writers:
+                    writer.close()
             loop.close()
             return idle / 1024, held / 1024
         finally:
@@ -141,11 +168,14 @@ def measure(n: int, probe_first: bool) -> tuple[float, float]:
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 10000
     print(f"{n} held requests, activator {ACTIVATOR}")
-    for name, probe_first in [("fresh connections", False), ("kept-alive", True)]:
-        idle, held = measure(n, probe_first)
+    modes = ["fresh connections", "kept-alive, held", "kept-alive, idle"]
+    if shutil.which("h2load"):
+        modes.append("h2c")
+    for name in modes:
+        idle, held = measure(n, name)
         per = (held - idle) * 1024 * 1024 / n
         print(
-            f"{name:>18}: idle {idle:6.1f} MiB, held {held:6.1f} MiB, "
+            f"{name:>17}: idle {idle:6.1f} MiB, held {held:6.1f} MiB, "
             f"{per / 1024:5.1f} KiB per held request"
         )
 

@@ -312,7 +312,9 @@ async fn serve_http<Io, H: Handler>(
                 && req.version() == Version::HTTP_11
                 && h2c::is_h2c_upgrade(req.headers())
             {
-                h2c::upgrade(req, peer, handler).await
+                // Boxed: rare, and larger than a plain request's future, which
+                // would otherwise carry its size (a held request's cost).
+                Box::pin(h2c::upgrade(req, peer, handler)).await
             } else {
                 handler.handle(req, peer).await
             };
