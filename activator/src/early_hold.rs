@@ -1,30 +1,35 @@
 //! The early hold (beyond upstream): a new connection's first request waits
 //! for capacity before hyper takes the connection.
 //!
-//! Why: hyper keeps about 20 KB for an HTTP/1 connection with a request in
-//! flight (8 KiB read and write buffers, the dispatcher's boxed service
-//! future, the task), so 10,000 held requests cost 200 MiB, and upstream's
-//! activator is OOM-killed under that kind of backpressure (knative#13583).
-//! Held here, a request costs its socket, its head's bytes and one small task.
+//! Why: hyper keeps about 25 KiB for an HTTP/1 connection once it has read a
+//! request (8 KiB read and write buffers, the dispatcher's boxed service
+//! future, the task), so 10,000 requests held that way cost 250 MiB, and
+//! upstream's activator is OOM-killed under that kind of backpressure
+//! (knative#13583). Held here, a request costs its socket, the bytes it sent
+//! and one small task: ~3 KiB (benches/activator_held_rss.py).
 //!
 //! How: [`EarlyHold`] is the activator's [`Accept`] step on its plain ports.
 //! It reads what the client sent first (one read of at most [`FIRST_READ`]
-//! bytes). When that is a complete HTTP/1 request head for a known revision
-//! that is not a probe or an upgrade, it takes the handler's first steps right
-//! here: the request is reported to the autoscaler at once, and asks the
-//! throttler for capacity. If the answer has to wait, only the head's bytes
-//! are kept while it does. Then hyper gets the connection with those bytes
-//! replayed ([`Prefixed`]), and the handler gets, with the request, what was
-//! decided ([`EarlyAdmission`]): when the request arrived (timeouts, metrics,
-//! spans and the request log count from there) and its lease.
+//! bytes, within the header read timeout). When that is a complete HTTP/1
+//! request head for a known revision that is not a probe or an upgrade, it
+//! takes the handler's first steps right here: the request is reported to the
+//! autoscaler at once, and asks the throttler for capacity. If the answer has
+//! to wait, only the bytes read are kept while it does (the head, and any body
+//! bytes that came with it: no more is read). Then hyper gets the connection
+//! with those bytes replayed ([`Prefixed`]), and the handler gets, with the
+//! request, what was decided ([`EarlyAdmission`]): when the request arrived
+//! (timeouts, metrics, spans and the request log count from there) and its
+//! lease.
 //!
 //! Everything else goes to hyper untouched, as before: the HTTP/2 preface,
-//! heads split over reads or longer than [`FIRST_READ`], probes, upgrades,
-//! unknown revisions. A request the throttler refuses, one over the held cap
-//! and one whose deadline passes while it waits go to hyper without a lease:
-//! the handler then answers as it always does (503 or 504). A client that
-//! closes its connection while held frees its place at once. Keep-alive
-//! requests after the first are held by the handler, at hyper's price.
+//! heads split over reads (hyper's header timer then starts after the first
+//! read) or longer than [`FIRST_READ`], probes, upgrades, unknown revisions. A
+//! request the throttler refuses, one over the held cap and one whose deadline
+//! passes while it waits go to hyper without a lease: the handler then asks
+//! again and answers as it always does (503, 504; a revision removed meanwhile
+//! is a 404). A client that closes its connection while held frees its place
+//! at once. A later request on a kept-alive connection is held by the handler:
+//! it adds nothing measurable to what hyper already keeps for that connection.
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, header};
@@ -265,7 +270,7 @@ mod tests {
     }
 
     // The connection task's state while a request waits is this future (1,152
-    // bytes when written; a held request costs ~3.6 KiB in all, see
+    // bytes when written; a held request costs ~3 KiB in all, see
     // benches/activator_held_rss.py): it must not creep up unnoticed.
     #[tokio::test]
     async fn a_connection_held_early_is_small() {
