@@ -32,14 +32,16 @@
 //! it adds nothing measurable to what hyper already keeps for that connection.
 
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderName, HeaderValue, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Request, Version, header};
 use parking_lot::Mutex;
 use queue_proxy::headers::is_probe;
 use queue_proxy::prefixed::Prefixed;
+use queue_proxy::request_log::{LogGuard, RequestInfo};
 use queue_proxy::server::{Accept, Accepted};
 use queue_proxy::timeout::RequestTimeouts;
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, SystemTime};
@@ -47,11 +49,11 @@ use tokio::io::{AsyncReadExt, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::handler::{ActivatorHandler, request_timeouts};
+use crate::handler::{ActivatorHandler, request_log_revision, request_timeouts};
 use crate::metrics::Queued;
 use crate::reporter::InFlight;
 use crate::resolve::revision_key;
-use crate::revision::RevisionKey;
+use crate::revision::{Revision, RevisionKey};
 use crate::throttler::Lease;
 
 /// The most the early hold reads before deciding; longer heads go to hyper.
@@ -104,50 +106,129 @@ async fn accept(
     if read? == 0 {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
-    let Some((key, timeouts)) = holdable_revision(&handler, &first) else {
+    let Some((key, timeouts)) = parse_head(&first).and_then(|req| holdable(&handler, &req)) else {
         return Ok(Accepted::new(Prefixed::new(first.freeze(), stream)));
     };
     // Only the bytes read, not the buffer they were read into, wait.
     let head = Bytes::copy_from_slice(&first);
     drop(first);
-    let admitted = hold(&handler, key, timeouts, &stream).await?;
+    let admitted = match hold(&handler, key, timeouts, &stream).await {
+        Ok(admitted) => admitted,
+        Err(Abandoned { started }) => {
+            log_abandoned(&handler, &head, stream.peer_addr().ok(), started);
+            return Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "client left while held",
+            ));
+        }
+    };
     Ok(Accepted {
         io: Prefixed::new(head, stream),
         first_request: Some(EarlyAdmission::extensions(admitted)),
     })
 }
 
-/// The revision `head` is for and its timeouts, when `head` is a complete
-/// request head the early hold may act on.
-fn holdable_revision(
-    handler: &ActivatorHandler,
-    head: &[u8],
-) -> Option<(RevisionKey, RequestTimeouts)> {
+/// `head` as a request, when it is a complete HTTP/1 request head with a Host.
+fn parse_head(head: &[u8]) -> Option<Request<()>> {
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut fields);
     if !parsed.parse(head).ok()?.is_complete() {
         return None;
     }
-    let mut headers = HeaderMap::with_capacity(parsed.headers.len());
+    let version = match parsed.version? {
+        0 => Version::HTTP_10,
+        _ => Version::HTTP_11,
+    };
+    let mut req = Request::builder()
+        .method(parsed.method?)
+        .uri(parsed.path?)
+        .version(version)
+        .body(())
+        .ok()?;
+    let headers = req.headers_mut();
+    headers.reserve(parsed.headers.len());
     for field in parsed.headers.iter() {
         headers.append(
             HeaderName::from_bytes(field.name.as_bytes()).ok()?,
             HeaderValue::from_bytes(field.value).ok()?,
         );
     }
-    if is_probe(&headers) || headers.contains_key(header::UPGRADE) {
+    req.headers().contains_key(header::HOST).then_some(req)
+}
+
+/// The revision `req` is for (by the handler's rules), when it is known.
+fn revision_of(handler: &ActivatorHandler, req: &Request<()>) -> Option<Revision> {
+    let host = req.headers().get(header::HOST)?.to_str().ok()?;
+    let key = revision_key(req.headers(), Some(host), &handler.cluster_domain);
+    let revisions = handler.revisions.borrow();
+    revisions.get(&key).map(|s| s.revision.clone())
+}
+
+/// The revision `req` is for and its timeouts, when the early hold may act on
+/// it: not a probe, not an upgrade, for a known revision.
+fn holdable(
+    handler: &ActivatorHandler,
+    req: &Request<()>,
+) -> Option<(RevisionKey, RequestTimeouts)> {
+    if is_probe(req.headers()) || req.headers().contains_key(header::UPGRADE) {
         return None;
     }
-    let host = headers.get(header::HOST)?.to_str().ok()?;
-    let key = revision_key(&headers, Some(host), &handler.cluster_domain);
-    let revision = handler
-        .revisions
-        .borrow()
-        .get(&key)
-        .map(|s| s.revision.clone())?;
+    // A bad Content-Length is hyper's 400 at once; it need not wait first.
+    let bad_length = req.headers().get(header::CONTENT_LENGTH).is_some_and(|v| {
+        v.to_str()
+            .ok()
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .is_none()
+    });
+    if bad_length {
+        return None;
+    }
+    let revision = revision_of(handler, req)?;
     // As the handler does: a revision just created may not be synced yet.
     handler.throttler.upsert_revision(&revision);
     Some((revision.key.clone(), request_timeouts(&revision)))
+}
+
+/// A held request whose client went away, and when it had arrived.
+struct Abandoned {
+    started: Instant,
+}
+
+/// The request-log line of a request whose client left while it was held
+/// here: the one the handler writes when hyper drops a request it holds (code
+/// 200, Go's when nothing was written, as upstream logs a canceled request).
+fn log_abandoned(
+    handler: &ActivatorHandler,
+    head: &[u8],
+    peer: Option<SocketAddr>,
+    started: Instant,
+) {
+    let Some(logger) = handler.request_log.as_ref().filter(|l| l.should_log(false)) else {
+        return;
+    };
+    let Some(req) = parse_head(head) else { return };
+    let revision = revision_of(handler, &req);
+    let (parts, ()) = req.into_parts();
+    let info = RequestInfo::from_parts(&parts, peer, body_length(&parts.headers));
+    let log = LogGuard::new(logger.clone(), info, false, started);
+    drop(match revision {
+        Some(revision) => log.for_revision(Arc::new(request_log_revision(&revision))),
+        None => log,
+    });
+}
+
+/// The request's ContentLength as Go reports it: the header's value, -1 for a
+/// chunked body, else 0.
+fn body_length(headers: &HeaderMap) -> i64 {
+    match headers.get(header::CONTENT_LENGTH) {
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(-1),
+        None if headers.contains_key(header::TRANSFER_ENCODING) => -1,
+        None => 0,
+    }
 }
 
 /// Reports the request and asks the throttler; a request that has to wait
@@ -158,7 +239,7 @@ async fn hold(
     key: RevisionKey,
     timeouts: RequestTimeouts,
     stream: &TcpStream,
-) -> io::Result<Admitted> {
+) -> Result<Admitted, Abandoned> {
     let started = Instant::now();
     let deadline = timeouts.head_deadline(started);
     let mut admitted = Admitted {
@@ -183,9 +264,7 @@ async fn hold(
                 biased;
                 answer = acquire => answer,
                 () = tokio::time::sleep_until(deadline) => return Ok(admitted),
-                () = client_gone(stream) => {
-                    return Err(io::Error::new(io::ErrorKind::ConnectionAborted, "client left while held"));
-                }
+                () = client_gone(stream) => return Err(Abandoned { started }),
             }
         }
     };

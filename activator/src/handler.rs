@@ -291,7 +291,7 @@ pub(crate) fn request_timeouts(revision: &Revision) -> RequestTimeouts {
 
 /// The revision as the request log's `.Revision` shows it: the activator has
 /// no pod of the revision, so `PodName` and `PodIP` are empty (spec §8.2).
-fn request_log_revision(revision: &Revision) -> RevisionInfo {
+pub(crate) fn request_log_revision(revision: &Revision) -> RevisionInfo {
     RevisionInfo {
         name: revision.key.name.clone(),
         namespace: revision.key.namespace.clone(),

@@ -256,3 +256,57 @@ fn process_logs_carry_the_pod_and_controller() {
     assert_eq!(log["logger"], "activator", "{line}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+// A request whose client leaves while it is held still gets its request-log
+// line (code 200, as upstream logs a canceled request), however it was held.
+#[test]
+fn a_held_request_whose_client_leaves_is_logged() {
+    let dir = std::env::temp_dir().join(format!("activator-abandoned-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let revisions =
+        r#"{"revisions": [{"namespace": "ns", "name": "cold", "containerConcurrency": 1}]}"#;
+    let template = "{{.Request.Method}} {{.Request.RequestURI}} {{.Response.Code}} \
+                    {{.Request.ContentLength}} {{.Revision.Namespace}}/{{.Revision.Name}}";
+    let activator = Activator::start(
+        &dir,
+        revisions,
+        &[("ACTIVATOR_REQUEST_LOG_TEMPLATE", template)],
+    );
+    // Once the port answers (a probe is not logged).
+    activator.get_until_ok("k-network-probe: activator\r\n");
+    let held = "host: example.com\r\nknative-serving-namespace: ns\r\n\
+                knative-serving-revision: cold\r\n";
+    // First on its connection (the early hold), then after a probe on a
+    // kept-alive connection (the handler).
+    for (path, probe_first) in [("/first", false), ("/kept-alive", true)] {
+        let mut stream = TcpStream::connect(("127.0.0.1", activator.port)).unwrap();
+        if probe_first {
+            write!(
+                stream,
+                "GET / HTTP/1.1\r\nhost: a\r\nk-network-probe: activator\r\n\r\n"
+            )
+            .unwrap();
+            let mut answer = [0u8; 512];
+            let n = stream.read(&mut answer).unwrap();
+            assert!(
+                answer[..n].ends_with(b"activator"),
+                "{:?}",
+                String::from_utf8_lossy(&answer[..n])
+            );
+        }
+        write!(
+            stream,
+            "POST {path} HTTP/1.1\r\n{held}content-length: 0\r\n\r\n"
+        )
+        .unwrap();
+        // Let it be held, then leave.
+        std::thread::sleep(Duration::from_millis(100));
+        drop(stream);
+        let line = activator
+            .lines
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a request-log line");
+        assert_eq!(line, format!("POST {path} 200 0 ns/cold"));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
