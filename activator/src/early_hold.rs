@@ -37,7 +37,7 @@ use parking_lot::Mutex;
 use queue_proxy::headers::is_probe;
 use queue_proxy::prefixed::Prefixed;
 use queue_proxy::request_log::{LogGuard, RequestInfo};
-use queue_proxy::server::{Accept, Accepted};
+use queue_proxy::server::{Accept, Accepted, Shutdown};
 use queue_proxy::timeout::RequestTimeouts;
 use std::future::Future;
 use std::io;
@@ -65,15 +65,22 @@ const MAX_HEADERS: usize = 64;
 pub struct EarlyHold {
     handler: Arc<ActivatorHandler>,
     header_read_timeout: Duration,
+    shutdown: Shutdown,
 }
 
 impl EarlyHold {
-    /// Holds early for `handler`; a connection that sends nothing within
-    /// `header_read_timeout` (zero: no limit) is closed, as hyper would.
-    pub fn new(handler: Arc<ActivatorHandler>, header_read_timeout: Duration) -> Self {
+    /// Holds early for `handler`. A connection that sends nothing within
+    /// `header_read_timeout` (zero: no limit), or before the server's
+    /// `shutdown`, is closed, as hyper closes an idle one.
+    pub fn new(
+        handler: Arc<ActivatorHandler>,
+        header_read_timeout: Duration,
+        shutdown: Shutdown,
+    ) -> Self {
         EarlyHold {
             handler,
             header_read_timeout,
+            shutdown,
         }
     }
 }
@@ -85,27 +92,52 @@ impl Accept for EarlyHold {
         &self,
         stream: TcpStream,
     ) -> impl Future<Output = io::Result<Accepted<Self::Io>>> + Send + 'static {
-        accept(self.handler.clone(), self.header_read_timeout, stream)
+        let (handler, shutdown) = (self.handler.clone(), self.shutdown.clone());
+        let header_read_timeout = self.header_read_timeout;
+        // The steps' futures are made inside, so that the read's and the
+        // hold's share their space in the task.
+        async move {
+            let (stream, first) = first_read(stream, header_read_timeout, shutdown).await?;
+            accept(handler, stream, first).await
+        }
     }
 }
 
-async fn accept(
-    handler: Arc<ActivatorHandler>,
-    header_read_timeout: Duration,
+/// The connection's first bytes, read within the header read timeout and
+/// before shutdown (graceful shutdown waits for every connection still in its
+/// accept step, and one that never sends would hold it up for the timeout).
+async fn first_read(
     mut stream: TcpStream,
-) -> io::Result<Accepted<Prefixed<TcpStream>>> {
+    header_read_timeout: Duration,
+    shutdown: Shutdown,
+) -> io::Result<(TcpStream, BytesMut)> {
     let mut first = BytesMut::with_capacity(FIRST_READ);
-    let read = stream.read_buf(&mut first);
-    let read = if header_read_timeout.is_zero() {
-        read.await
-    } else {
+    let read = async {
+        let read = stream.read_buf(&mut first);
+        if header_read_timeout.is_zero() {
+            return read.await;
+        }
         tokio::time::timeout(header_read_timeout, read)
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "no request head in time"))?
     };
-    if read? == 0 {
+    let read = tokio::select! {
+        read = read => read?,
+        () = shutdown.fired() => {
+            return Err(io::Error::new(io::ErrorKind::Interrupted, "shutting down"));
+        }
+    };
+    if read == 0 {
         return Err(io::ErrorKind::UnexpectedEof.into());
     }
+    Ok((stream, first))
+}
+
+async fn accept(
+    handler: Arc<ActivatorHandler>,
+    stream: TcpStream,
+    first: BytesMut,
+) -> io::Result<Accepted<Prefixed<TcpStream>>> {
     let Some((key, timeouts)) = parse_head(&first).and_then(|req| holdable(&handler, &req)) else {
         return Ok(Accepted::new(Prefixed::new(first.freeze(), stream)));
     };
@@ -329,6 +361,7 @@ mod tests {
     use crate::reporter::ConcurrencyReporter;
     use crate::source::Snapshot;
     use crate::throttler::Throttler;
+    use queue_proxy::server::READ_HEADER_TIMEOUT;
     use tokio::sync::{mpsc, watch};
 
     fn handler() -> Arc<ActivatorHandler> {
@@ -348,7 +381,7 @@ mod tests {
         })
     }
 
-    // The connection task's state while a request waits is this future (1,152
+    // The connection task's state while a request waits is this future (1,256
     // bytes when written; a held request costs ~3 KiB in all, see
     // benches/activator_held_rss.py): it must not creep up unnoticed.
     #[tokio::test]
@@ -357,8 +390,9 @@ mod tests {
         let stream = TcpStream::connect(listener.local_addr().unwrap())
             .await
             .unwrap();
-        let waiting = accept(handler(), Duration::ZERO, stream);
+        let hold = EarlyHold::new(handler(), READ_HEADER_TIMEOUT, Shutdown::new().1);
+        let waiting = hold.accept(stream);
         let size = std::mem::size_of_val(&waiting);
-        assert!(size <= 1280, "the early hold's future is {size} bytes");
+        assert!(size <= 1408, "the early hold's future is {size} bytes");
     }
 }

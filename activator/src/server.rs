@@ -200,7 +200,7 @@ impl ActivatorServer {
         let servers = [(http, stop.clone()), (h2c, stop)].map(|(listener, stop)| {
             tokio::spawn(serve_with(
                 listener,
-                EarlyHold::new(handler.clone(), READ_HEADER_TIMEOUT),
+                EarlyHold::new(handler.clone(), READ_HEADER_TIMEOUT, stop.clone()),
                 handler.clone(),
                 Protocols::Http1AndH2c,
                 READ_HEADER_TIMEOUT,

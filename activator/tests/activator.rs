@@ -941,3 +941,17 @@ async fn an_h2c_request_is_held_and_released_as_h2c() {
     assert_eq!(body, "GET HTTP/2.0 ");
     h.stop().await;
 }
+
+// A connection that never sends anything is closed at shutdown, as hyper
+// closes an idle one; the drain does not wait out its header read timeout.
+#[tokio::test]
+async fn shutdown_does_not_wait_for_a_connection_that_sent_nothing() {
+    let h = Harness::start(vec![], &[]).await;
+    let _silent = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    // Connections are accepted in order: once a later one is answered, the
+    // silent one is in its accept step.
+    let probe = get(h.addr, "/", &[("k-network-probe", "activator")]).await;
+    assert_eq!(probe, (200, "activator".to_owned()));
+    // stop() allows 10 s; the header read timeout is 60 s.
+    h.stop().await;
+}
