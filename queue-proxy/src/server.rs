@@ -17,6 +17,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -227,9 +228,11 @@ pub async fn serve_with<A: Accept, H: Handler>(
     }
     let settings = Arc::new(ConnectionSettings {
         builder,
-        h2c_upgrades: protocols == Protocols::Http1AndH2c,
         header_read_timeout,
     });
+    let h2c_upgrades = protocols == Protocols::Http1AndH2c;
+    let respond: Respond =
+        Arc::new(move |req, peer| respond(handler.clone(), req, peer, h2c_upgrades));
     let graceful = GracefulShutdown::new();
     let stop = shutdown.fired();
     tokio::pin!(stop);
@@ -247,7 +250,7 @@ pub async fn serve_with<A: Accept, H: Handler>(
             },
             () = &mut stop => break,
         };
-        serve_connection(stream, peer, &acceptor, &settings, &handler, &graceful);
+        serve_connection(stream, peer, &acceptor, &settings, &respond, &graceful);
     }
     drop(listener);
     graceful.shutdown().await;
@@ -256,21 +259,46 @@ pub async fn serve_with<A: Accept, H: Handler>(
 /// How a listener's connections are served.
 struct ConnectionSettings {
     builder: auto::Builder<TokioExecutor>,
-    /// HTTP/1.1 requests may ask to continue as h2c (the main and TLS ports).
-    h2c_upgrades: bool,
     header_read_timeout: Duration,
 }
 
-fn serve_connection<A: Accept, H: Handler>(
+/// A response on its way.
+type Responding = Pin<Box<dyn Future<Output = Response<ProxyBody>> + Send>>;
+
+/// A listener's handler as its connections call it. Behind a pointer, every
+/// listener's connections run the same service type: hyper's server is
+/// compiled once, not once per handler.
+type Respond = Arc<dyn Fn(Request<Incoming>, SocketAddr) -> Responding + Send + Sync>;
+
+/// The answer to one request: the handler's, unless the head is too large or
+/// the request asks to continue as h2c (`h2c_upgrades`: the main and TLS ports).
+/// Not `async`: the chosen future is boxed as it is, with nothing around it.
+fn respond<H: Handler>(
+    handler: Arc<H>,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    h2c_upgrades: bool,
+) -> Responding {
+    if head_too_large(&req) {
+        return Box::pin(std::future::ready(request_header_fields_too_large()));
+    }
+    // RFC 7540 §3.2: an HTTP/1.1 request may ask to continue as h2c.
+    if h2c_upgrades && req.version() == Version::HTTP_11 && h2c::is_h2c_upgrade(req.headers()) {
+        return Box::pin(h2c::upgrade(req, peer, handler));
+    }
+    Box::pin(handler.handle(req, peer))
+}
+
+fn serve_connection<A: Accept>(
     stream: TcpStream,
     peer: SocketAddr,
     acceptor: &A,
     settings: &Arc<ConnectionSettings>,
-    handler: &Arc<H>,
+    respond: &Respond,
     graceful: &GracefulShutdown,
 ) {
     let _ = stream.set_nodelay(true);
-    let handler = handler.clone();
+    let respond = respond.clone();
     let settings = settings.clone();
     let accepting = acceptor.accept(stream);
     let watcher = graceful.watcher();
@@ -284,44 +312,44 @@ fn serve_connection<A: Accept, H: Handler>(
         };
         // Boxed: while the accept step waits (the activator holds requests
         // there), the task is the size of that step, not of an HTTP connection.
-        Box::pin(serve_http(accepted, peer, settings, handler, watcher)).await;
+        let Accepted { io, first_request } = accepted;
+        let io = HeadDeadline::new(io, settings.header_read_timeout);
+        let io: Box<dyn ConnectionIo> = Box::new(io);
+        Box::pin(serve_http(
+            io,
+            first_request,
+            peer,
+            settings,
+            respond,
+            watcher,
+        ))
+        .await;
     });
 }
 
-async fn serve_http<Io, H: Handler>(
-    accepted: Accepted<Io>,
+/// A connection's bytes, whatever carries them (TCP, TLS, bytes replayed):
+/// hyper's and h2's server code is compiled once, not once for each kind of
+/// connection (100 KB of binary each).
+trait ConnectionIo: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> ConnectionIo for T {}
+
+async fn serve_http(
+    io: Box<dyn ConnectionIo>,
+    first_request: Option<http::Extensions>,
     peer: SocketAddr,
     settings: Arc<ConnectionSettings>,
-    handler: Arc<H>,
+    respond: Respond,
     watcher: Watcher,
-) where
-    Io: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let h2c_upgrades = settings.h2c_upgrades;
-    let first_request = Mutex::new(accepted.first_request);
+) {
+    let first_request = Mutex::new(first_request);
     let service = service_fn(move |mut req: Request<Incoming>| {
-        let handler = handler.clone();
         if let Some(extensions) = first_request.lock().ok().and_then(|mut e| e.take()) {
             req.extensions_mut().extend(extensions);
         }
-        async move {
-            // RFC 7540 §3.2: an HTTP/1.1 request may ask to continue as h2c.
-            let resp = if head_too_large(&req) {
-                request_header_fields_too_large()
-            } else if h2c_upgrades
-                && req.version() == Version::HTTP_11
-                && h2c::is_h2c_upgrade(req.headers())
-            {
-                // Boxed: rare, and larger than a plain request's future, which
-                // would otherwise carry its size (a held request's cost).
-                Box::pin(h2c::upgrade(req, peer, handler)).await
-            } else {
-                handler.handle(req, peer).await
-            };
-            Ok::<_, Infallible>(resp)
-        }
+        let responding = respond(req, peer);
+        async move { Ok::<_, Infallible>(responding.await) }
     });
-    let io = HeadDeadline::new(accepted.io, settings.header_read_timeout);
     let conn = settings
         .builder
         .serve_connection_with_upgrades(TokioIo::new(io), service)
