@@ -3,8 +3,8 @@
 //!
 //! Why: hyper keeps about 19 KiB for an HTTP/1 connection once it has read a
 //! request (8 KiB read and write buffers, the dispatcher's state, the task),
-//! and the handler's future adds ~5 KiB while it waits, so 10,000 requests
-//! held that way cost 230 MiB, and
+//! and the handler's future adds ~3 KiB while it waits, so 10,000 requests
+//! held that way cost 220 MiB, and
 //! upstream's activator is OOM-killed under that kind of backpressure
 //! (knative#13583). Held here, a request costs its socket, the bytes it sent
 //! and one small task: ~3 KiB (benches/activator_held_rss.py).
@@ -30,7 +30,7 @@
 //! again and answers as it always does (503, 504; a revision removed meanwhile
 //! is a 404). A client that closes its connection while held frees its place
 //! at once. A later request on a kept-alive connection is held by the handler
-//! (~5 KiB on top of what hyper keeps for the open connection).
+//! (~3 KiB on top of what hyper keeps for the open connection).
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue, Request, Version, header};
