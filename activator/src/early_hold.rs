@@ -27,8 +27,8 @@
 //! read) or longer than [`FIRST_READ`], probes, upgrades, unknown revisions. A
 //! request the throttler refuses, one over the held cap and one whose deadline
 //! passes while it waits go to hyper without a lease: the handler then asks
-//! again and answers as it always does (503, 504; a revision removed meanwhile
-//! is a 404). A client that closes its connection while held frees its place
+//! again and answers as it always does (503, 504, or 404 for a revision
+//! removed meanwhile, as for one held by the handler). A client that closes its connection while held frees its place
 //! at once. A later request on a kept-alive connection is held by the handler
 //! (~3 KiB on top of what hyper keeps for the open connection).
 

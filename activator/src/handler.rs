@@ -96,14 +96,7 @@ impl ActivatorHandler {
                 };
                 self.activate(req, peer, revision, arrival).await
             }
-            Err(key) => {
-                // Revision names are DNS labels, so Rust's quoting is Go's `%q`.
-                let message = format!(
-                    "Error getting active endpoint: revision.serving.knative.dev {:?} not found",
-                    key.name
-                );
-                go_http_error(StatusCode::NOT_FOUND, &message)
-            }
+            Err(key) => revision_not_found(&key),
         };
         let resp = match timer {
             Some(timer) => timer.attach(resp),
@@ -206,11 +199,11 @@ impl ActivatorHandler {
                     return ProxyError::from(queue_proxy::breaker::BreakerError::QueueFull)
                         .into_response();
                 }
-                Err(err) => {
+                // Removed while the request waited (wherever it waited): the
+                // answer a request arriving now gets.
+                Err(err @ (ThrottlerError::RevisionGone | ThrottlerError::RevisionNotFound(_))) => {
                     tracing::debug!(revision = %key, error = %err, "throttler refused");
-                    let mut resp = Response::new(ProxyBody::empty());
-                    *resp.status_mut() = StatusCode::INTERNAL_SERVER_ERROR;
-                    return resp;
+                    return revision_not_found(&key);
                 }
             };
             let active = queued.map(|q| q.into_active());
@@ -283,6 +276,16 @@ impl ActivatorHandler {
             .map(|s| s.revision.clone());
         found.ok_or(key)
     }
+}
+
+/// Upstream's 404 for a revision it does not know.
+fn revision_not_found(key: &RevisionKey) -> Response<ProxyBody> {
+    // Revision names are DNS labels, so Rust's quoting is Go's `%q`.
+    let message = format!(
+        "Error getting active endpoint: revision.serving.knative.dev {:?} not found",
+        key.name
+    );
+    go_http_error(StatusCode::NOT_FOUND, &message)
 }
 
 /// When a request arrived, and what the early hold decided for it.

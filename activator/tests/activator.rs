@@ -955,3 +955,36 @@ async fn shutdown_does_not_wait_for_a_connection_that_sent_nothing() {
     // stop() allows 10 s; the header read timeout is 60 s.
     h.stop().await;
 }
+
+// Beyond upstream (whose held requests wait out their timeout): a revision
+// removed while requests wait for it answers them at once with the 404 a new
+// request gets, whether the early hold or the handler held them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revision_removed_while_held_answers_its_requests_404() {
+    use tokio::io::AsyncWriteExt;
+    let h = Harness::start(vec![revision("real-name", 10, 300)], &WITH_METRICS).await;
+    let mut fresh = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    fresh.write_all(HELD_HEAD).await.unwrap();
+    let mut kept_alive = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    kept_alive
+        .write_all(b"GET / HTTP/1.1\r\nHost: a\r\nK-Network-Probe: activator\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(
+        within(5, read_response(&mut kept_alive)).await,
+        (200, "activator".to_owned())
+    );
+    kept_alive.write_all(HELD_HEAD).await.unwrap();
+    wait_for_metric(h.metrics.unwrap(), &format!("{QUEUED} 2\n")).await;
+    h.source.modify(|revisions| {
+        revisions.remove(&RevisionKey::new("real-namespace", "real-name"));
+    });
+    let not_found = (
+        404,
+        "Error getting active endpoint: revision.serving.knative.dev \"real-name\" not found\n"
+            .to_owned(),
+    );
+    assert_eq!(within(5, read_response(&mut fresh)).await, not_found);
+    assert_eq!(within(5, read_response(&mut kept_alive)).await, not_found);
+    h.stop().await;
+}

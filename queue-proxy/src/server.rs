@@ -342,9 +342,11 @@ async fn serve_http(
     respond: Respond,
     watcher: Watcher,
 ) {
-    let first_request = Mutex::new(first_request);
+    // Only connections an accept step looked at carry a lock to take from.
+    let first_request = first_request.map(|e| Mutex::new(Some(e)));
     let service = service_fn(move |mut req: Request<Incoming>| {
-        if let Some(extensions) = first_request.lock().ok().and_then(|mut e| e.take()) {
+        let first = first_request.as_ref().and_then(|m| m.lock().ok()?.take());
+        if let Some(extensions) = first {
             req.extensions_mut().extend(extensions);
         }
         let responding = respond(req, peer);
