@@ -72,5 +72,6 @@ pub mod telemetry;
 pub mod timefmt;
 pub mod timeout;
 pub mod tls;
+mod write_through;
 
 pub use sidecar::{Sidecar, run};
